@@ -1,0 +1,117 @@
+"""Small checked accessors used by every reader, so that a malformed file gives one clear line.
+
+Each helper takes the ``path`` and a ``where`` string (e.g. ``"annotations[3] (id 1012834000000)"``) and
+raises :class:`~diffpose.errors.DataFormatError` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffpose.errors import DataFormatError
+
+_MISSING = object()
+
+
+def load_json(path: str | Path) -> Any:
+    """Parse a JSON file, turning I/O and syntax errors into a one-line :class:`DataFormatError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("file does not exist" if not path.exists() else "is not a file", path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataFormatError(f"cannot read: {e.strerror or e}", path) from None
+    if not raw.strip():
+        raise DataFormatError("file is empty, expected JSON", path)
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise DataFormatError("is not UTF-8 text, expected JSON", path) from None
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def get(obj: dict, key: str, path: Path | str, where: str, kind: type | tuple[type, ...] | None = None,
+        default: Any = _MISSING) -> Any:
+    """``obj[key]``, checking presence and (optionally) the JSON type."""
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"expected an object, got {type_name(obj)}", path, where)
+    if key not in obj:
+        if default is not _MISSING:
+            return default
+        raise DataFormatError("missing required key", path, f"{where}.{key}" if where else key)
+    value = obj[key]
+    if kind is not None and not _is_kind(value, kind):
+        raise DataFormatError(
+            f"expected {_kind_name(kind)}, got {type_name(value)} {_short(value)}", path,
+            f"{where}.{key}" if where else key,
+        )
+    return value
+
+
+def _is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true/false is not a number here
+    if float in kinds and isinstance(value, float) and not math.isfinite(value):
+        return False
+    return isinstance(value, kinds)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if set(kinds) >= {int, float}:
+        return "a number"
+    return " or ".join(type_name(k()) if k is not type(None) else "null" for k in kinds)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def number(value: Any, path: Path | str, field: str) -> float:
+    """A finite JSON number (not a boolean, not a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataFormatError(f"expected a finite number, got {type_name(value)} {_short(value)}", path, field)
+    return float(value)
+
+
+def integer(value: Any, path: Path | str, field: str) -> int:
+    """A JSON integer (``3.0`` is accepted as 3)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and not value.is_integer()
+    ):
+        raise DataFormatError(f"expected an integer, got {type_name(value)} {_short(value)}", path, field)
+    return int(value)
+
+
+def number_array(value: Any, path: Path | str, field: str, length: int | None = None) -> np.ndarray:
+    """A flat list of finite numbers as float64, optionally of an exact length."""
+    if not isinstance(value, list):
+        raise DataFormatError(f"expected a list of numbers, got {type_name(value)}", path, field)
+    if length is not None and len(value) != length:
+        raise DataFormatError(f"expected {length} numbers, got {len(value)}", path, field)
+    arr = np.asarray(value) if value else np.zeros(0)
+    if arr.dtype.kind not in "iuf" or arr.ndim != 1:
+        bad = next((v for v in value if isinstance(v, bool) or not isinstance(v, (int, float))), value)
+        raise DataFormatError(f"expected numbers only, found {type_name(bad)} {_short(bad)}", path, field)
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise DataFormatError("expected finite numbers, found NaN or infinity", path, field)
+    return arr

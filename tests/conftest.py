@@ -1,0 +1,28 @@
+"""Shared test fixtures: the location of the real sample data (skip when absent) and small builders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DIFFPOSE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+requires_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(),
+                                          reason="sample data ../shared/data not available")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("sample data ../shared/data not available")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_numpy():
+    np.random.seed(0)
+    yield
