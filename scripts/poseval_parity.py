@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffpose.data.posetrack17 import write_posetrack17
+from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.evaluation import evaluate_dirs
 from diffpose.evaluation.random_split import write_random_split
 
@@ -44,6 +46,14 @@ def poseval_ap(poseval_root: Path, gt_dir: Path, pred_dir: Path, out_dir: Path) 
     return ap[:, 0], pre[:, 0], rec[:, 0]
 
 
+def to_posetrack17(folder: Path) -> Path:
+    """Rewrite every PoseTrack18 file of ``folder`` as PoseTrack17 annolist JSON in ``folder``_pt17."""
+    out = folder.with_name(folder.name + "_pt17")
+    for f in sorted(folder.glob("*.json")):
+        write_posetrack17(read_posetrack18(f), out / f.name)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--poseval", required=True, type=Path, help="path of a poseval clone (holds poseval/)")
@@ -52,11 +62,15 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--people", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=("posetrack18", "posetrack17"), default="posetrack18",
+                        help="file format of the split (posetrack17: annolist JSON, read by poseval as is)")
     args = parser.parse_args()
     worst = 0.0
     for case in range(args.cases):
         with tempfile.TemporaryDirectory() as tmp:
             gt_dir, pred_dir = write_random_split(tmp, args.videos, args.frames, args.people, seed=args.seed + case)
+            if args.format == "posetrack17":
+                gt_dir, pred_dir = to_posetrack17(gt_dir), to_posetrack17(pred_dir)
             ap, pre, rec = poseval_ap(args.poseval, gt_dir, pred_dir, Path(tmp))
             ours = evaluate_dirs(gt_dir, pred_dir)
             mine_ap = np.append(ours.joints.ap, ours.groups["Total"])
