@@ -27,6 +27,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except OSError as e:
         raise DiffPoseError(f"cannot write here: {e.strerror or e}", path) from None
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -36,6 +37,12 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> Path:

@@ -64,3 +64,34 @@ def test_skeletons_index_existing_joints():
     for layout in (POSETRACK18, COCO, POSETRACK17, MPII):
         for a, b in layout.skeleton:
             assert 0 <= a < layout.num_joints and 0 <= b < layout.num_joints and a != b
+
+
+def test_atomic_write_keeps_old_file_on_failure_and_uses_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    import pytest
+
+    from diffpose.io_utils import atomic_write_text, atomic_write_with
+
+    target = tmp_path / "out.txt"
+    atomic_write_text("first", target)
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    assert mode == 0o666 & ~_umask()
+
+    def broken(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(Exception, match="No space left"):
+        atomic_write_with(broken, target)
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
