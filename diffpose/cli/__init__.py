@@ -20,6 +20,8 @@ from diffpose.errors import DiffPoseError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "diffpose.cli.demo"),
     ("evaluate", "diffpose.cli.evaluate"),
+    ("model-info", "diffpose.cli.model_info"),
+    ("synth", "diffpose.cli.synth"),
 )
 
 

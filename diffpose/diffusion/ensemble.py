@@ -1,0 +1,119 @@
+"""Pose ensemble (method §3, "several noise maps are initialised and their predictions combined").
+
+:func:`sample_poses` runs ``K`` hypotheses for each of ``B`` clips as **one batch of ``B*K``**:
+
+1. ``cond = net.encode_condition(clips)`` -- backbone + STRL, once per clip (skipped if ``cond`` is given);
+2. ``pyramid = net.prepare(cond)`` -- once per clip, then ``pyramid.expand(K)`` (broadcast, no recompute);
+3. DDIM with ``S`` steps from ``B*K`` independent noise maps (row ``b*K + k`` is hypothesis ``k`` of clip ``b``);
+4. every hypothesis is decoded with the codec; hypotheses are combined per clip.
+
+Combination (``combine``):
+
+* ``"mean"`` (default, method §9 row 7): average the ``K`` heatmaps, then decode;
+* ``"median"``: the coordinate-wise median of the ``K`` decoded keypoints (robust to a stray hypothesis);
+  the score is then the mean of the hypotheses' scores (their heatmap maxima).
+
+Uncertainty, per joint, in crop pixels: the RMS distance of the hypotheses' keypoints to the combined
+keypoint, ``sqrt(mean_k |p_k - p|^2)``. It is 0 for ``K = 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from diffpose.codec import HeatmapCodec
+from diffpose.diffusion.sampler import ddim_sample
+from diffpose.diffusion.schedule import HeatmapDiffusion
+from diffpose.errors import DiffPoseError
+
+COMBINE_MODES = ("mean", "median")
+
+
+@dataclass
+class PoseSamples:
+    """Result of :func:`sample_poses` for ``B`` clips, ``K`` hypotheses, ``J`` joints.
+
+    Attributes:
+        heatmaps: ``(B, J, H, W)`` mean of the hypotheses' heatmaps, in ``[0, 1]``.
+        keypoints: ``(B, J, 2)`` combined keypoints, crop pixels ``(x, y)``.
+        scores: ``(B, J)`` confidence in ``[0, 1]`` (heatmap maximum; see ``combine``).
+        hypotheses_keypoints: ``(B, K, J, 2)`` each hypothesis decoded on its own, crop pixels.
+        uncertainty: ``(B, J)`` RMS distance of the hypotheses to ``keypoints``, crop pixels.
+    """
+
+    heatmaps: torch.Tensor
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    hypotheses_keypoints: torch.Tensor
+    uncertainty: torch.Tensor
+
+
+def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine: str = "mean") -> PoseSamples:
+    """Combine ``(B, K, J, H, W)`` heatmaps in ``[0, 1]`` into a :class:`PoseSamples`."""
+    if combine not in COMBINE_MODES:
+        raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
+                            field="diffusion.combine")
+    b, k, j, h, w = hyp_heatmaps.shape
+    hyp_kp, hyp_scores = codec.decode(hyp_heatmaps.reshape(b * k, j, h, w))  # (B*K, J, 2), (B*K, J)
+    hyp_kp = hyp_kp.reshape(b, k, j, 2)  # (B, K, J, 2)
+    hyp_scores = hyp_scores.reshape(b, k, j)  # (B, K, J)
+    mean_hm = hyp_heatmaps.mean(dim=1)  # (B, J, H, W)
+    if combine == "mean":
+        keypoints, scores = codec.decode(mean_hm)  # (B, J, 2), (B, J)
+    else:
+        keypoints = hyp_kp.median(dim=1).values  # (B, J, 2)
+        scores = hyp_scores.mean(dim=1)  # (B, J)
+    uncertainty = (hyp_kp - keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()  # (B, J)
+    return PoseSamples(heatmaps=mean_hm, keypoints=keypoints, scores=scores, hypotheses_keypoints=hyp_kp,
+                       uncertainty=uncertainty)
+
+
+@torch.no_grad()
+def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, clips: torch.Tensor | None = None,
+                 cond: torch.Tensor | None = None, steps: int = 1, eta: float = 1.0, hypotheses: int = 1,
+                 combine: str = "mean", generator: torch.Generator | None = None) -> PoseSamples:
+    """Sample poses for ``B`` clips with ``K = hypotheses`` noise maps each, in one batch of ``B*K``.
+
+    Args:
+        net: a DiffPoseNet (``encode_condition``, ``prepare``, ``denoise``, ``num_joints``, ``heatmap_size``).
+        diffusion: schedule and signal transform; codec: decodes heatmaps to crop pixels.
+        clips: ``(B, T, 3, H_in, W_in)``; or give ``cond (B, C, h, w)`` computed already (e.g. from cached
+            per-frame features via ``net.condition_from_features``).
+        steps: DDIM steps ``S``; eta: DDIM noise; hypotheses: ``K``; combine: ``"mean"`` or ``"median"``.
+        generator: ``torch.Generator`` for all noise (identical seeds give identical samples).
+
+    Returns:
+        :class:`PoseSamples`. The network is called: STRL once, ``prepare`` once, ``denoise`` ``S`` times.
+    """
+    if (clips is None) == (cond is None):
+        raise DiffPoseError("give exactly one of clips and cond", field="clips")
+    if hypotheses < 1:
+        raise DiffPoseError(f"hypotheses must be >= 1, got {hypotheses}", field="diffusion.ensemble")
+    if combine not in COMBINE_MODES:
+        raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
+                            field="diffusion.combine")
+    if cond is None:
+        cond = net.encode_condition(clips)  # (B, C, h, w)
+    b, k = cond.shape[0], hypotheses
+    pyramid = net.prepare(cond).expand(k)  # B*K rows
+    shape = (b * k, net.num_joints, *net.heatmap_size)
+
+    def denoise_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return net.denoise(x_t, t, pyramid)  # (B*K, J, H, W)
+
+    x0 = ddim_sample(denoise_fn, shape, diffusion, steps, eta, generator, cond.device, cond.dtype)  # (B*K, J, H, W)
+    heatmaps = diffusion.signal.decode(x0, clamp=True)  # (B*K, J, H, W) in [0, 1]
+    hyp = heatmaps.reshape(b, k, *heatmaps.shape[1:])  # (B, K, J, H, W)
+    return combine_hypotheses(hyp, codec, combine)
+
+
+def sample_from_config(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, diffusion_cfg: Any,
+                       clips: torch.Tensor | None = None, cond: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None) -> PoseSamples:
+    """:func:`sample_poses` with ``steps``, ``eta``, ``ensemble`` and ``combine`` from a ``DiffusionConfig``."""
+    return sample_poses(net, diffusion, codec, clips=clips, cond=cond, steps=diffusion_cfg.steps,
+                        eta=diffusion_cfg.eta, hypotheses=diffusion_cfg.ensemble, combine=diffusion_cfg.combine,
+                        generator=generator)

@@ -1,0 +1,122 @@
+"""Pose-Decoder ``f(x_t, cond, t) -> x0_hat`` (method §2.3), split into "build once, query many".
+
+:meth:`PoseDecoder.prepare` builds the x_t-independent condition pyramid once per clip (RAFT's
+``CorrBlock`` structure); :meth:`PoseDecoder.forward` runs once per denoising step::
+
+    x_t (B, J, H, W) --3x3 conv--> (B, c, H, W) --FiLM(t)--> xbar_3            # (a) step rescaling
+    xbar_3 --conv s2--> xbar_2 (B, c, H/2, W/2) --conv s2--> xbar_1 (B, c, h, w)   # (b) heatmap pyramid
+    cond (B, C, h, w) --1x1--> F_1 (B, C1, h, w) --deconv--> F_2 (B, C2, 2h, 2w)
+                                              --deconv--> F_3 (B, C3, 4h, 4w)  # (b) condition pyramid
+    out_j = LMSFI_j(xbar_j, F_j), each brought to (B, C3, H, W)                # (c) j = 1 transformer, 2-3 conv
+    x0_hat = Conv3x3(out_1 + out_2 + out_3) -> (B, J, H, W)                    # (d)
+
+The heatmap must be 4x the token grid (``H = 4h``, ``W = 4w``), as in the paper (64x48 vs 16x12).
+The decoder predicts ``x0`` in whatever space it is trained on (the diffusion package trains it on the
+scaled signal ``(2h - 1) * s``); it never sees a noise schedule, only the step number ``t``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from diffpose.errors import DiffPoseError
+from diffpose.models.embeddings import FiLM, TimestepEmbedder
+from diffpose.models.lmsfi import ConvScale, TransformerScale, conv_unit, deconv_unit, group_norm
+
+
+@dataclass
+class ConditionPyramid:
+    """The condition at the three decoder scales, computed once per clip.
+
+    Attributes:
+        f1: ``(B, C1, h, w)``; f2: ``(B, C2, 2h, 2w)``; f3: ``(B, C3, 4h, 4w)``.
+    """
+
+    f1: torch.Tensor
+    f2: torch.Tensor
+    f3: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.f1.shape[0]
+
+    def expand(self, k: int) -> ConditionPyramid:
+        """Broadcast to ``B*K`` rows, hypotheses of a clip adjacent (row ``b*K + i`` is clip ``b``).
+
+        Uses ``expand`` (no recomputation); the reshape materialises the copies the convolutions need.
+        """
+        if k == 1:
+            return self
+
+        def rep(x: torch.Tensor) -> torch.Tensor:
+            b = x.shape[0]
+            return x[:, None].expand(b, k, *x.shape[1:]).reshape(b * k, *x.shape[1:])  # (B*K, C, H, W)
+
+        return ConditionPyramid(rep(self.f1), rep(self.f2), rep(self.f3))
+
+
+class PoseDecoder(nn.Module):
+    """Predicts clean heatmaps from a noisy heatmap, the clip condition and the step.
+
+    Args:
+        num_joints: ``J``; cond_dim: condition width ``C``.
+        heat_dim: ``c``, width of the embedded noisy heatmap.
+        widths: condition widths ``(C1, C2, C3)`` at the x1, x2, x4 scales; ``C3`` is also the output width.
+        seref_dim, seref_depth, fuse_depth, num_heads, mlp_ratio: the lowest-scale transformers.
+        conv_depth: conv units per conv branch; time_dim: sinusoidal step-embedding width.
+    """
+
+    def __init__(self, num_joints: int, cond_dim: int, heat_dim: int = 64,
+                 widths: tuple[int, int, int] = (256, 128, 64), seref_dim: int = 128, seref_depth: int = 2,
+                 fuse_depth: int = 2, num_heads: int = 8, mlp_ratio: float = 4.0, conv_depth: int = 2,
+                 time_dim: int = 128):
+        super().__init__()
+        c1, c2, c3 = widths
+        self.num_joints = num_joints
+        # (a) step-conditioned rescaling of the embedded noisy heatmap.
+        self.heat_embed = nn.Conv2d(num_joints, heat_dim, kernel_size=3, padding=1)
+        self.time_embed = TimestepEmbedder(time_dim)
+        self.film = FiLM(self.time_embed.out_dim, heat_dim)
+        # (b) size-matched pyramids.
+        self.heat_down2 = conv_unit(heat_dim, heat_dim, stride=2)
+        self.heat_down1 = conv_unit(heat_dim, heat_dim, stride=2)
+        self.cond_1 = nn.Sequential(nn.Conv2d(cond_dim, c1, kernel_size=1, bias=False), group_norm(c1),
+                                    nn.ReLU(inplace=True))
+        self.cond_2 = deconv_unit(c1, c2)
+        self.cond_3 = deconv_unit(c2, c3)
+        # (c) LMSFI at three scales, each brought to (C3, H, W).
+        self.scale1 = TransformerScale(heat_dim, c1, seref_dim, seref_depth, fuse_depth, num_heads, mlp_ratio,
+                                       up_widths=[c1, c2, c3])
+        self.scale2 = ConvScale(heat_dim, c2, conv_depth, up_widths=[c2, c3])
+        self.scale3 = ConvScale(heat_dim, c3, conv_depth, up_widths=[c3])
+        # (d) output.
+        self.head = nn.Conv2d(c3, num_joints, kernel_size=3, padding=1)
+
+    def prepare(self, cond: torch.Tensor) -> ConditionPyramid:
+        """``cond (B, C, h, w)`` -> :class:`ConditionPyramid` (the x_t-independent part; once per clip)."""
+        f1 = self.cond_1(cond)  # (B, C1, h, w)
+        f2 = self.cond_2(f1)  # (B, C2, 2h, 2w)
+        f3 = self.cond_3(f2)  # (B, C3, 4h, 4w)
+        return ConditionPyramid(f1, f2, f3)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, pyramid: ConditionPyramid) -> torch.Tensor:
+        """``x_t (B, J, H, W)``, ``t (B,)``, pyramid of batch ``B`` -> ``x0_hat (B, J, H, W)``."""
+        if x_t.ndim != 4 or x_t.shape[1] != self.num_joints:
+            raise DiffPoseError(f"expected x_t of shape (B, J={self.num_joints}, H, W), got {tuple(x_t.shape)}",
+                                field="x_t")
+        if tuple(x_t.shape[-2:]) != tuple(pyramid.f3.shape[-2:]) or x_t.shape[0] != pyramid.batch_size:
+            raise DiffPoseError(f"x_t {tuple(x_t.shape)} does not match the condition pyramid "
+                                f"(batch {pyramid.batch_size}, heatmap {tuple(pyramid.f3.shape[-2:])}); "
+                                "the heatmap must be 4x the token grid and the pyramid expanded to the batch",
+                                field="x_t")
+        t = t.reshape(-1).expand(x_t.shape[0]) if t.numel() == 1 else t.reshape(-1)  # (B,)
+        xbar3 = self.film(self.heat_embed(x_t), self.time_embed(t))  # (B, c, H, W)
+        xbar2 = self.heat_down2(xbar3)  # (B, c, H/2, W/2)
+        xbar1 = self.heat_down1(xbar2)  # (B, c, h, w)
+        out1, _ = self.scale1(xbar1, pyramid.f1)  # (B, C3, H, W)
+        out2, _ = self.scale2(xbar2, pyramid.f2)  # (B, C3, H, W)
+        out3, _ = self.scale3(xbar3, pyramid.f3)  # (B, C3, H, W)
+        return self.head(out1 + out2 + out3)  # (B, J, H, W)

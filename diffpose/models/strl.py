@@ -1,0 +1,78 @@
+"""SpatioTemporal Representation Learner (STRL, method §2.2): per-frame features -> one key-frame condition.
+
+Data flow (``B`` clips, ``T`` frames, ``D_in`` backbone width, ``D`` token width, ``C`` condition width)::
+
+    F (B, T, D_in, h, w) --1x1 conv "patch embedding"--> (B, T, D, h, w) --> tokens (B, T*h*w, D)
+        + E_pos (1, T*h*w, D)             # a learnable embedding per frame position and grid cell
+        -> L pre-LN transformer layers     # joint spatio-temporal attention over all T*h*w tokens
+        -> per grid cell: concat the T frame tokens (B, h*w, T*D) -> LN -> MLP -> (B, h*w, C)
+        -> condition (B, C, h, w)
+
+Choices where the paper is silent (method §2.2 [recommended] and §9 row 3): 1x1 patch embedding, a
+``(T*h*w, D)`` learnable position table (one embedding per frame position ``E_POS^tau`` at every grid
+cell), one joint attention sequence (not factorised), and the aggregation MLP over the ``T*D`` concat of
+a cell's frame tokens. The condition is computed once per clip and reused by every denoising step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffpose.errors import DiffPoseError
+from diffpose.models.embeddings import resize_pos_embed
+from diffpose.models.vit import INIT_STD, LN_EPS, Block, init_transformer_weights
+
+
+class STRL(nn.Module):
+    """Temporal transformer turning ``T`` frames' features into one key-frame condition.
+
+    Args:
+        in_dim: backbone feature width ``D_in``.
+        num_frames: clip length ``T`` (each frame index has its own learnable embedding).
+        grid_size: token grid ``(h, w)`` the position table is laid out for.
+        dim: token width ``D``; depth: layers ``L``; num_heads; mlp_ratio: transformer sizes.
+        out_dim: condition width ``C``; agg_hidden: hidden width of the aggregation MLP.
+    """
+
+    def __init__(self, in_dim: int, num_frames: int, grid_size: tuple[int, int], dim: int = 384, depth: int = 4,
+                 num_heads: int = 8, mlp_ratio: float = 4.0, out_dim: int = 256, agg_hidden: int = 512):
+        super().__init__()
+        self.num_frames = num_frames
+        self.grid_size = (int(grid_size[0]), int(grid_size[1]))
+        self.dim = dim
+        self.out_dim = out_dim
+        self.patch_embed = nn.Conv2d(in_dim, dim, kernel_size=1)
+        # One learnable (h*w, D) table per frame index: E_POS^{t-delta} ... E_POS^{t+delta}.
+        self.pos_embed = nn.Parameter(torch.zeros(num_frames, self.grid_size[0] * self.grid_size[1], dim))
+        self.blocks = nn.ModuleList([Block(dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(num_frames * dim, eps=LN_EPS)
+        self.aggregate = nn.Sequential(
+            nn.Linear(num_frames * dim, agg_hidden), nn.GELU(), nn.Linear(agg_hidden, out_dim)
+        )
+        nn.init.trunc_normal_(self.pos_embed, std=INIT_STD)
+        self.apply(init_transformer_weights)
+
+    def _pos_for(self, h: int, w: int) -> torch.Tensor:
+        """The ``(T, h*w, D)`` position table, resized per frame when the grid is not the configured one."""
+        if (h, w) == self.grid_size:
+            return self.pos_embed
+        per_frame = [resize_pos_embed(p[None], self.grid_size, (h, w), num_extra=0) for p in self.pos_embed]
+        return torch.cat(per_frame, dim=0)  # (T, h*w, D)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """``feats (B, T, D_in, h, w)`` -> condition ``(B, C, h, w)``."""
+        if feats.ndim != 5 or feats.shape[1] != self.num_frames:
+            raise DiffPoseError(f"expected (B, T={self.num_frames}, D, h, w), got {tuple(feats.shape)}",
+                                field="features")
+        b, t, d_in, h, w = feats.shape
+        x = self.patch_embed(feats.reshape(b * t, d_in, h, w))  # (B*T, D, h, w)
+        x = x.reshape(b, t, self.dim, h * w).transpose(2, 3)  # (B, T, h*w, D)
+        x = x + self._pos_for(h, w)[None]  # (B, T, h*w, D)
+        x = x.reshape(b, t * h * w, self.dim)  # (B, T*h*w, D)
+        for blk in self.blocks:
+            x = blk(x)  # (B, T*h*w, D)
+        x = x.reshape(b, t, h * w, self.dim).permute(0, 2, 1, 3)  # (B, h*w, T, D)
+        x = x.reshape(b, h * w, t * self.dim)  # (B, h*w, T*D)
+        x = self.aggregate(self.norm(x))  # (B, h*w, C)
+        return x.transpose(1, 2).reshape(b, self.out_dim, h, w)  # (B, C, h, w)
