@@ -101,6 +101,7 @@ class DiffusionConfig:
     eta: float = 1.0
     ensemble: int = 1  # K hypotheses
     combine: str = "mean"  # "mean" (heatmap mean) or "median" (keypoint median)
+    train_pure_noise: float = 0.0  # fraction of training samples at t = T-1 (0 = uniform t, the paper's)
 
 
 @dataclass

@@ -26,3 +26,16 @@ def shared_data() -> Path:
 def _deterministic_numpy():
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """A small SynthTrack dataset (1 train + 1 val video of 12 frames), generated once per test session."""
+    import dataclasses
+
+    from diffpose.synth import generate, get_preset
+
+    preset = dataclasses.replace(get_preset("default").with_overrides(videos=1, frames=12), train_labeled=8)
+    root = tmp_path_factory.mktemp("synth_small") / "st"
+    generate(root, preset, seed=3, workers=1, progress=False)
+    return root

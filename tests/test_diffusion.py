@@ -252,3 +252,16 @@ def test_identical_seeds_identical_samples_and_cached_condition_path(checkpoint_
     torch.testing.assert_close(med.keypoints, a.hypotheses_keypoints.median(dim=1).values)
     with pytest.raises(DiffPoseError, match="combine"):
         sample_poses(net, DIFF, codec, clips=x, combine="vote")
+
+
+def test_pure_noise_fraction_of_training_steps():
+    from diffpose.diffusion import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    uniform = sample_timesteps(20000, 1000, g, "cpu")
+    assert 0 <= int(uniform.min()) and int(uniform.max()) == 999
+    assert abs(float((uniform == 999).float().mean()) - 1 / 1000) < 2e-3
+    mixed = sample_timesteps(20000, 1000, torch.Generator().manual_seed(0), "cpu", pure_noise=0.5)
+    # half at T-1 by construction, plus the uniform draws that land there
+    assert abs(float((mixed == 999).float().mean()) - (0.5 + 0.5 / 1000)) < 0.02
+    assert float(mixed[mixed != 999].float().mean()) == pytest.approx(499, abs=15)

@@ -20,8 +20,11 @@ from diffpose.errors import DiffPoseError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "diffpose.cli.demo"),
     ("evaluate", "diffpose.cli.evaluate"),
+    ("infer", "diffpose.cli.infer"),
     ("model-info", "diffpose.cli.model_info"),
     ("synth", "diffpose.cli.synth"),
+    ("train", "diffpose.cli.train"),
+    ("test", "diffpose.cli.test"),
 )
 
 

@@ -46,17 +46,26 @@ def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
 
 
 def sample_timesteps(batch: int, timesteps: int, generator: torch.Generator | None,
-                     device: torch.device | str) -> torch.Tensor:
-    """``(B,)`` long steps uniform on ``0 .. T-1`` (drawn on the generator's device, then moved)."""
-    if generator is None:
-        return torch.randint(0, timesteps, (batch,), device=device)
-    return torch.randint(0, timesteps, (batch,), generator=generator, device=generator.device).to(device)
+                     device: torch.device | str, pure_noise: float = 0.0) -> torch.Tensor:
+    """``(B,)`` long training steps (drawn on the generator's device, then moved).
+
+    Uniform on ``0 .. T-1``, except that a fraction ``pure_noise`` of the samples (in expectation) is put at
+    ``T-1``, the pure-noise end where the first DDIM step starts and only the condition carries information.
+    At low noise the network can copy ``x_t``; the extra pure-noise samples make it learn the
+    condition -> heatmap path sooner (see README, "Training choices").
+    """
+    where = generator.device if generator is not None else device
+    t = torch.randint(0, timesteps, (batch,), generator=generator, device=where)
+    if pure_noise > 0:
+        u = torch.rand((batch,), generator=generator, device=where)
+        t = torch.where(u < pure_noise, torch.full_like(t, timesteps - 1), t)
+    return t.to(device)
 
 
 def training_loss(net: Any, clips: torch.Tensor, target_heatmaps: torch.Tensor, target_weights: torch.Tensor,
                   diffusion: HeatmapDiffusion, generator: torch.Generator | None = None,
                   joint_weights: torch.Tensor | None = None, return_prediction: bool = False,
-                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                  pure_noise: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Loss of one batch for a DiffPose network.
 
     Args:
@@ -77,7 +86,7 @@ def training_loss(net: Any, clips: torch.Tensor, target_heatmaps: torch.Tensor, 
     if clips.shape[0] != b:
         raise DiffPoseError(f"{clips.shape[0]} clips but {b} target heatmaps", field="clips")
     device = target_heatmaps.device
-    t = sample_timesteps(b, diffusion.timesteps, generator, device)  # (B,)
+    t = sample_timesteps(b, diffusion.timesteps, generator, device, pure_noise)  # (B,)
     noise = randn(tuple(target_heatmaps.shape), generator, device, target_heatmaps.dtype)  # (B, J, H, W)
     x0 = diffusion.signal.encode(target_heatmaps)  # (B, J, H, W)
     x_t = diffusion.q_sample(x0, t, noise)  # (B, J, H, W)

@@ -68,10 +68,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def extract_state_dict(obj: Any, path: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """The state dict inside a loaded checkpoint object (``obj["state_dict"]`` or ``obj`` itself)."""
+    """The state dict inside a loaded checkpoint object.
+
+    ``obj["state_dict"]`` (ViTPose / mmpose), ``obj["model"]`` (a diffpose checkpoint: ``final.pt`` /
+    ``last.pt``, so a trained baseline can initialise DiffPose's backbone), or ``obj`` itself.
+    """
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
         where = "state_dict"
+    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict) and str(obj.get("format", "")).startswith(
+            "diffpose-checkpoint"):
+        obj = obj["model"]
+        where = "model"
     else:
         where = None
     if not isinstance(obj, dict) or not obj:

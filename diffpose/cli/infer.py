@@ -1,0 +1,162 @@
+"""Estimate and track the poses of everyone in a video with a checkpoint; write JSON and a rendered video.
+
+INPUT is a video file (anything OpenCV decodes), a folder of frames (natural name order) or a PoseTrack18
+per-video JSON file, whose image paths are read relative to --root (default: the JSON's grandparent's
+parent, i.e. ROOT in ROOT/annotations/<split>/<seq>.json). Frames are decoded one at a time and only a
+window of 2*delta+1 of them is kept, so memory does not grow with the video.
+
+Person boxes:
+  --boxes DET.json      a COCO/PoseTrack detection file; image_id is the 0-based frame index for a video or
+                        a folder (or the frame's file name), the real image id for a PoseTrack sequence
+  --boxes gt            the annotated persons of a PoseTrack sequence
+  --detector MOD:FUNC   your function, imported by name: called with each frame as a read-only RGB uint8
+                        (H, W, 3) numpy array, returns a list of (x, y, w, h, score); [] = nobody
+  --detect-every N      ask the box source only on frames 0, N, 2N, ... (default 1: every frame)
+Frames the box source says nothing about (a detection file that does not list the frame, an unlabelled
+annotation frame, the frames between --detect-every frames) get boxes propagated from the previous frame's
+poses (box of the joints scoring >= --propagate-score, scaled 1.3), unless --no-propagate. Boxes are clipped
+to the image; non-finite and zero-area boxes are dropped and counted.
+
+Track ids come from matching each frame's boxes and poses to the live tracks (IoU and OKS, Hungarian); a
+track unmatched for --max-age frames is retired. Outputs are written atomically when the run ends:
+--json (PoseTrack18, readable by `diffpose evaluate` and poseval), --coco (COCO keypoint results),
+--render (mp4 with skeletons coloured by track id and a circle of radius = uncertainty at each joint) and
+--render-frames (one PNG per frame).
+
+examples:
+  diffpose infer clip.mp4 --checkpoint runs/tiny/final.pt --detector mydet:detect --render clip_poses.mp4
+  diffpose infer frames/ --checkpoint final.pt --boxes dets.json --detect-every 5 --json poses.json
+  diffpose infer data/synthtrack/annotations/val/000049_mpii_test.json --checkpoint final.pt --boxes gt \\
+      --steps 2 --ensemble 4 --json preds/000049_mpii_test.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from diffpose.errors import DiffPoseError
+
+HELP = "estimate and track poses in a video, a frame folder or a PoseTrack sequence"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help="video file, folder of frames or PoseTrack18 JSON file")
+    p.add_argument("--checkpoint", "-c", required=True, help="a diffpose checkpoint (final.pt), DiffPose or baseline")
+    p.add_argument("--root", help="dataset root for a PoseTrack JSON INPUT (default: the JSON's grandparent's parent)")
+    src = p.add_argument_group("person boxes")
+    src.add_argument("--boxes", metavar="DET.json|gt", help="detection file, or 'gt' for the annotations")
+    src.add_argument("--detector", metavar="MODULE:FUNCTION", help="a Python detector function (see above)")
+    src.add_argument("--min-box-score", type=float, default=0.0, help="drop boxes scoring below this (default 0)")
+    src.add_argument("--detect-every", type=int, default=1, metavar="N", help="consult the box source every N "
+                     "frames, propagate in between (default 1)")
+    src.add_argument("--no-propagate", action="store_true", help="frames without boxes stay empty")
+    src.add_argument("--propagate-score", type=float, default=0.2, help="joints scoring below this do not shape a "
+                     "propagated box (default 0.2)")
+    model = p.add_argument_group("model")
+    model.add_argument("--steps", type=int, help="DDIM steps S (default: the checkpoint's)")
+    model.add_argument("--ensemble", type=int, help="hypotheses K; the uncertainty is their spread (default: the "
+                       "checkpoint's)")
+    model.add_argument("--combine", choices=("mean", "median"), help="how hypotheses combine (default: checkpoint's)")
+    model.add_argument("--batch-size", type=int, default=32, help="person clips per model call (default 32)")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    model.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
+    model.add_argument("--max-age", type=int, default=30, help="frames before a lost track is retired (default 30)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--json", type=Path, metavar="OUT.json", help="PoseTrack18 JSON with track ids")
+    out.add_argument("--coco", type=Path, metavar="OUT.json", help="COCO keypoint results JSON")
+    out.add_argument("--render", type=Path, metavar="OUT.mp4", help="rendered video (mp4v)")
+    out.add_argument("--render-frames", type=Path, metavar="DIR", help="rendered frames as DIR/<index>.png")
+    out.add_argument("--render-score", type=float, default=0.2, help="joints below this score are drawn faint")
+    out.add_argument("--fps", type=float, help="frame rate of --render for folder/PoseTrack input (default 25; a "
+                     "video keeps its own)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse outputs that would overwrite something the user gave us."""
+    outputs = [x for x in (args.json, args.coco, args.render, args.render_frames) if x is not None]
+    if not outputs:
+        raise DiffPoseError("nothing to write: give --json, --coco, --render and/or --render-frames")
+    given = [Path(args.input), Path(args.checkpoint)] + ([Path(args.boxes)] if args.boxes not in (None, "gt") else [])
+    given = [g.resolve() for g in given]
+    for out in outputs:
+        target = out.resolve()
+        if target in given or any(g.is_dir() and target.is_relative_to(g) for g in given):
+            raise DiffPoseError("refusing to write over or into an input", out)
+    files = [o.resolve() for o in outputs]
+    if len(set(files)) != len(files):
+        raise DiffPoseError("two outputs name the same path")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from diffpose.inference import (
+        CocoResultsWriter,
+        DetectionFileBoxes,
+        FrameFolderRenderer,
+        GroundTruthBoxes,
+        PipelineOptions,
+        PoseTrackWriter,
+        Predictor,
+        StreamingPipeline,
+        Tracker,
+        TrackerConfig,
+        VideoRenderer,
+        consume,
+        load_detector,
+        open_source,
+    )
+    from diffpose.inference.sources import PoseTrackSource, VideoFileSource
+
+    if args.boxes is not None and args.detector is not None:
+        raise DiffPoseError("give either --boxes or --detector, not both")
+    if args.boxes is None and args.detector is None:
+        raise DiffPoseError("no person boxes: give --boxes DET.json, --boxes gt or --detector MODULE:FUNCTION")
+    if args.max_age < 0:
+        raise DiffPoseError(f"expected --max-age >= 0, got {args.max_age}")
+    _check_outputs(args)
+    source = open_source(args.input, args.root, args.fps)
+    if args.boxes == "gt":
+        if not isinstance(source, PoseTrackSource):
+            raise DiffPoseError("--boxes gt needs annotations: give a PoseTrack18 JSON file as INPUT", args.input)
+        provider = GroundTruthBoxes()
+    elif args.boxes is not None:
+        provider = DetectionFileBoxes(args.boxes, args.min_box_score)
+    else:
+        provider = load_detector(args.detector, args.min_box_score)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, steps=args.steps, ensemble=args.ensemble,
+                                          combine=args.combine, seed=args.seed, batch_size=args.batch_size)
+    rendering = args.render is not None or args.render_frames is not None
+    options = PipelineOptions(detect_every=args.detect_every, propagate=not args.no_propagate,
+                              propagate_min_score=args.propagate_score, keep_images=rendering)
+    pipeline = StreamingPipeline(predictor, provider, Tracker(TrackerConfig(max_age=args.max_age)), options)
+    sinks = []
+    if args.json is not None:
+        sinks.append(PoseTrackWriter(args.json, source.name, source.video))
+    if args.coco is not None:
+        sinks.append(CocoResultsWriter(args.coco))
+    if args.render is not None:
+        sinks.append(VideoRenderer(args.render, source.fps, min_score=args.render_score))
+    if args.render_frames is not None:
+        sinks.append(FrameFolderRenderer(args.render_frames, min_score=args.render_score))
+    results = tqdm(pipeline.run(source), total=source.num_frames, unit="frame", desc="infer",
+                   disable=args.no_progress, file=sys.stderr)
+    written = consume(results, sinks)
+    stats = pipeline.stats
+    print(f"{stats.frames} frames, {stats.persons} persons ({stats.propagated_persons} from propagated boxes), "
+          f"{len(stats.track_ids)} track ids, {stats.fps:.2f} frames/s ({predictor.kind}, steps={predictor.steps}, "
+          f"ensemble={predictor.ensemble}, {predictor.device})")
+    if stats.dropped_boxes:
+        print(f"warning: dropped {stats.dropped_boxes} boxes (not finite, or zero area inside the image)")
+    if isinstance(source, VideoFileSource) and source.num_frames and stats.frames < source.num_frames:
+        print(f"warning: decoded {stats.frames} of the {source.num_frames} frames the container reports "
+              "(truncated or partly corrupt video?)")
+    if isinstance(provider, DetectionFileBoxes) and provider.frames_matched == 0:
+        print(f"warning: no frame matched an image_id of {args.boxes} (for a video or folder, image_id is the 0-based "
+              "frame index)")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

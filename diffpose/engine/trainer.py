@@ -1,0 +1,237 @@
+"""``diffpose train``: one readable training loop for DiffPose and the single-frame baseline.
+
+The same code runs one CPU process, one GPU, or N processes under ``torchrun`` (DDP; NCCL or gloo).
+Per optimiser step:
+
+1. every process takes its contiguous share of the global batch (:class:`EpochBatchSampler`);
+2. DiffPose: ``t`` and the noise of the *whole* global batch are drawn from a generator seeded by
+   ``(seed, step)`` and each process slices its share, so N processes compute exactly the gradients of one
+   process on the whole batch; ``x_t = q_sample(encode(H), t, eps)``, ``x0_hat = net(clips, x_t, t)``,
+   loss = visibility-weighted MSE in heatmap space. Baseline: ``net(key frame)`` against the same targets;
+3. AdamW (backbone lr or layer decay), linear warm-up + cosine decay, gradient clipping, optional EMA,
+   mixed precision on CUDA.
+
+Checkpoints (``last.pt``) hold model, optimiser, scheduler, scaler, EMA, step, epoch, RNG states and the
+resolved config; they are written atomically every ``train.checkpoint_every`` steps and at each epoch end,
+so a killed run resumed with ``--resume`` ends with the same weights as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from diffpose.codec import HeatmapCodec
+from diffpose.config import Config, config_to_dict, save_config
+from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
+from diffpose.data.transforms import Augmentation
+from diffpose.diffusion import HeatmapDiffusion, heatmap_mse, sample_timesteps
+from diffpose.engine.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from diffpose.engine.distributed import DistContext, EpochBatchSampler, all_reduce_mean, init_distributed
+from diffpose.engine.training_utils import MetricsLog, ModelEMA, warmup_cosine
+from diffpose.errors import DiffPoseError
+from diffpose.models import build_model
+from diffpose.models.optim import param_groups
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    out_dir: Path
+    steps: int
+    seconds: float
+    samples_per_second: float
+    final_loss: float
+    val: dict[str, Any] | None = None
+
+
+def clip_offsets(cfg: Config) -> tuple[int, ...]:
+    """Frame offsets of the clips: the configured ones for DiffPose, just the key frame for the baseline."""
+    offsets = tuple(cfg.data.frame_offsets)
+    if cfg.model.kind == "baseline":
+        return (0,)
+    if len(offsets) != cfg.model.num_frames or 0 not in offsets:
+        raise DiffPoseError(f"data.frame_offsets {offsets} must hold model.num_frames={cfg.model.num_frames} "
+                            "offsets including 0", field="data.frame_offsets")
+    return offsets
+
+
+def step_noise(cfg: Config, step: int, batch: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t (B,)`` and ``noise (B, J, H, W)`` of the whole global batch at ``step``, on the CPU."""
+    g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
+    t = sample_timesteps(batch, cfg.diffusion.timesteps, g, "cpu", cfg.diffusion.train_pure_noise)
+    return t, torch.randn((batch, *shape), generator=g)
+
+
+def quiet_worker(_: int) -> None:
+    """Data-loading workers use one thread each, leaving the cores to the model."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+class Trainer:
+    """Builds data, model and optimiser from a config and runs (or resumes) the loop."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 ctx: DistContext | None = None):
+        self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
+        self.ctx = ctx or init_distributed(cfg.train.device)
+        if not cfg.data.root:
+            raise DiffPoseError("no dataset root given (data.root or --data)", field="data.root")
+        torch.manual_seed(cfg.train.seed)
+        self.codec = HeatmapCodec.from_model_config(cfg.model)
+        videos = load_split(cfg.data.root, cfg.data.train_split)
+        self.dataset = ClipDataset(videos, cfg.data.root, gt_items(videos), self.codec, clip_offsets(cfg),
+                                   cfg.data.box_enlarge, Augmentation(), seed=cfg.train.seed)
+        self.sampler = EpochBatchSampler(len(self.dataset), cfg.train.batch_size, self.ctx, cfg.train.seed)
+        self.model = build_model(cfg.model).to(self.ctx.device)
+        self.diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
+        bb = cfg.model.backbone
+        groups = param_groups(self.model, cfg.train.lr, cfg.train.weight_decay, cfg.train.backbone_lr, bb.layer_decay)
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
+        self.total_steps = cfg.train.epochs * self.sampler.batches_per_epoch
+        if cfg.train.max_steps:
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(self.total_steps, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
+        cuda = self.ctx.device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16) if cuda \
+            else None
+        self.use_amp = cfg.train.amp and cuda
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.ema = ModelEMA(self.model, cfg.train.ema) if cfg.train.ema > 0 else None
+        self.net = DistributedDataParallel(self.model, device_ids=[self.ctx.device.index] if cuda else None) \
+            if self.ctx.distributed else self.model
+        self.step, self.epoch = 0, 0
+        if resume:
+            self._resume()
+        self.log = MetricsLog(self.out_dir, enabled=self.ctx.is_main)
+
+    # ------------------------------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": config_to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "rng": rng_state(),
+        }
+
+    def save(self) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.state(), self.out_dir / "last.pt")
+
+    def _resume(self) -> None:
+        path = self.out_dir / "last.pt"
+        if not path.exists():
+            raise DiffPoseError("nothing to resume: no last.pt here (start without --resume)", self.out_dir)
+        ckpt = load_checkpoint(path, map_location=self.ctx.device)
+        if ckpt.get("config", {}).get("model") != config_to_dict(self.cfg)["model"]:
+            raise DiffPoseError("last.pt was written with a different model config; resume with the same "
+                                "preset and overrides", path, "config.model")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+        restore_rng_state(ckpt["rng"])
+
+    # ------------------------------------------------------------------------------------------ one step
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of this process's share of the current global batch."""
+        dev = self.ctx.device
+        frames = batch["frames"].to(dev, non_blocking=True)  # (b, T, 3, H, W)
+        target = batch["heatmaps"].to(dev, non_blocking=True)  # (b, J, Hh, Wh)
+        weights = batch["weights"].to(dev, non_blocking=True)  # (b, J)
+        with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            if self.cfg.model.kind == "baseline":
+                pred = self.net(frames[:, 0])  # (b, J, Hh, Wh)
+            else:
+                b = frames.shape[0]
+                t_all, noise_all = step_noise(self.cfg, self.step, self.cfg.train.batch_size, tuple(target.shape[1:]))
+                lo = self.ctx.rank * b
+                t, noise = t_all[lo:lo + b].to(dev), noise_all[lo:lo + b].to(dev)  # (b,), (b, J, Hh, Wh)
+                x_t = self.diffusion.q_sample(self.diffusion.signal.encode(target), t, noise)  # (b, J, Hh, Wh)
+                pred = self.diffusion.signal.decode(self.net(frames, x_t, t))  # (b, J, Hh, Wh) heatmap space
+        return heatmap_mse(pred.float(), target, weights)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        self.net.train()
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise DiffPoseError(f"loss is {loss.item()} at step {self.step}; stopping (last good checkpoint "
+                                f"kept at {self.out_dir / 'last.pt'})", field="train")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        return float(loss.detach())
+
+    # ------------------------------------------------------------------------------------------ the loop
+    def loader(self) -> DataLoader:
+        workers = self.cfg.data.workers
+        return DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
+                          pin_memory=self.ctx.device.type == "cuda", persistent_workers=False,
+                          worker_init_fn=quiet_worker if workers else None)
+
+    def run(self) -> TrainResult:
+        """Train until ``train.epochs`` (or ``train.max_steps``); returns timing and the last loss."""
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.out_dir / "config.yaml")
+        bar = None
+        if self.progress and self.ctx.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        start, seen, last_loss, window = time.perf_counter(), 0, float("nan"), []
+        per_epoch = self.sampler.batches_per_epoch
+        while self.step < self.total_steps:
+            self.epoch = self.step // per_epoch
+            self.dataset.set_epoch(self.epoch)
+            self.sampler.set_epoch(self.epoch, start_batch=self.step - self.epoch * per_epoch)
+            for batch in self.loader():
+                last_loss = self.train_step(batch)
+                window.append(last_loss)
+                seen += self.cfg.train.batch_size
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last_loss:.5f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
+                    elapsed = time.perf_counter() - start
+                    self.log.log(self.step, epoch=self.epoch, loss=all_reduce_mean(sum(window) / len(window), self.ctx),
+                                 lr=self.scheduler.get_last_lr()[0], samples_per_s=seen / max(elapsed, 1e-9))
+                    window = []
+                if self.step % self.cfg.train.checkpoint_every == 0 or self.step == self.total_steps:
+                    self.save()
+                if self.step >= self.total_steps:
+                    break
+            else:
+                self.save()  # epoch end
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - start
+        self.log.close()
+        return TrainResult(self.out_dir, self.step, elapsed, seen / max(elapsed, 1e-9), last_loss)

@@ -1,0 +1,151 @@
+"""Training engine: DDP gradient parity (2 gloo processes vs 1), kill-and-resume, NaN stop, test runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from diffpose.cli import main as cli_main
+from diffpose.config import load_config
+from diffpose.engine.checkpoint import load_checkpoint
+from diffpose.engine.distributed import DistContext
+from diffpose.engine.trainer import Trainer
+from diffpose.errors import DiffPoseError
+
+# A very small DiffPose (64x48 crops -> 4x3 tokens -> 16x12 heatmaps) so that engine tests take seconds.
+MICRO = [
+    "model.backbone.image_size=[64, 48]", "model.heatmap_size=[16, 12]", "model.sigma=1.0",
+    "model.backbone.embed_dim=32", "model.backbone.depth=1", "model.backbone.num_heads=2",
+    "model.strl.dim=32", "model.strl.depth=1", "model.strl.num_heads=2", "model.strl.out_dim=32",
+    "model.strl.agg_hidden=32", "model.decoder.heatmap_dim=16", "model.decoder.widths=[32, 16, 16]",
+    "model.decoder.seref_dim=16", "model.decoder.num_heads=2", "model.decoder.time_dim=16",
+    "model.decoder.conv_depth=1", "model.baseline_deconv_channels=16",
+    "train.batch_size=4", "train.warmup_steps=2", "train.log_every=1", "train.lr=1e-3", "train.backbone_lr=1e-3",
+    "train.device=cpu",
+]  # fmt: skip
+
+
+def micro_config(root: Path, *extra: str):
+    return load_config("tiny", overrides=[*MICRO, f"data.root={root}", *extra])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grads_of_first_step(trainer: Trainer) -> dict[str, torch.Tensor]:
+    trainer.dataset.set_epoch(0)
+    trainer.sampler.set_epoch(0)
+    batch = next(iter(trainer.loader()))
+    trainer.optimizer.zero_grad()
+    trainer.loss(batch).backward()
+    return {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from diffpose.engine.distributed import init_distributed, shutdown_distributed
+
+    ctx = init_distributed("cpu")
+    trainer = Trainer(micro_config(Path(root)), Path(out) / f"rank{rank}", progress=False, ctx=ctx)
+    grads = _grads_of_first_step(trainer)  # DDP all-reduces (averages) the gradients in backward
+    if rank == 0:
+        torch.save(grads, Path(out) / "ddp_grads.pt")
+    shutdown_distributed()
+
+
+def test_two_gloo_processes_average_to_the_single_process_gradient(synth_small, tmp_path):
+    single = Trainer(micro_config(synth_small), tmp_path / "single", progress=False, ctx=DistContext())
+    expected = _grads_of_first_step(single)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(synth_small), str(tmp_path)), nprocs=2,
+                       join=True, start_method="spawn")
+    got = torch.load(tmp_path / "ddp_grads.pt", weights_only=True)
+    assert got.keys() == expected.keys() and len(got) > 20
+    for name in expected:
+        assert torch.allclose(got[name], expected[name], rtol=1e-4, atol=1e-6), name
+    assert any(g.abs().sum() > 0 for g in expected.values())
+
+
+def _train_cmd(root: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "diffpose", "train", "--preset", "tiny", "--data", str(root), "--out", str(out),
+            "--no-progress", *MICRO, "train.max_steps=30", "train.checkpoint_every=1", *extra]
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(synth_small, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_train_cmd(synth_small, tmp_path / "full"), check=True, env=env, capture_output=True)
+    victim = subprocess.Popen(_train_cmd(synth_small, tmp_path / "cut"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    last = tmp_path / "cut" / "last.pt"
+    deadline = time.time() + 120
+    killed_at = None
+    while time.time() < deadline and victim.poll() is None:
+        if last.exists():
+            step = int(load_checkpoint(last)["step"])
+            if step >= 5:
+                victim.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.05)
+    victim.wait()
+    assert killed_at is not None and killed_at < 30, "the run finished before it could be killed"
+    assert not (tmp_path / "cut" / "final.pt").exists()
+    subprocess.run(_train_cmd(synth_small, tmp_path / "cut", "--resume"), check=True, env=env, capture_output=True)
+    a = load_checkpoint(tmp_path / "full" / "final.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "final.pt")["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 30
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synth_small, tmp_path, monkeypatch):
+    cfg = micro_config(synth_small, "train.max_steps=6", "train.checkpoint_every=2")
+    trainer = Trainer(cfg, tmp_path, progress=False, ctx=DistContext())
+    real_loss = trainer.loss
+
+    def sometimes_nan(batch):
+        loss = real_loss(batch)
+        return loss * float("nan") if trainer.step == 3 else loss
+
+    monkeypatch.setattr(trainer, "loss", sometimes_nan)
+    with pytest.raises(DiffPoseError, match="at step 3"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2  # the last good one, intact
+
+
+def test_resume_refuses_another_model(synth_small, tmp_path):
+    Trainer(micro_config(synth_small, "train.max_steps=1"), tmp_path, progress=False, ctx=DistContext()).run()
+    with pytest.raises(DiffPoseError, match="different model config"):
+        Trainer(micro_config(synth_small, "model.backbone.depth=2"), tmp_path, resume=True, progress=False,
+                ctx=DistContext())
+
+
+@pytest.mark.parametrize("kind", ["diffpose", "baseline"])
+def test_train_then_test_writes_predictions_the_evaluator_reads(synth_small, tmp_path, kind, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["train", "--data", str(synth_small), "--out", str(out), "--no-progress", *MICRO,
+                     "train.max_steps=3", f"model.kind={kind}"]) == 0
+    assert (out / "config.yaml").is_file() and (out / "metrics.jsonl").is_file()
+    for steps, ensemble in ((1, 1), (2, 3)):
+        test_out = tmp_path / f"test_{steps}_{ensemble}"
+        assert cli_main(["test", str(out / "final.pt"), "--data", str(synth_small), "--out", str(test_out),
+                         "--steps", str(steps), "--ensemble", str(ensemble), "--no-progress", "--device", "cpu"]) == 0
+        preds = sorted((test_out / "predictions").glob("*.json"))
+        gts = sorted((synth_small / "annotations" / "val").glob("*.json"))
+        assert [p.name for p in preds] == [g.name for g in gts]
+        assert (test_out / "ap.json").is_file()
+    text = capsys.readouterr().out
+    assert "Total" in text and "AP occluded" in text
