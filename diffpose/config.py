@@ -177,6 +177,9 @@ def tiny() -> Config:
                                   fuse_depth=1, num_heads=4, conv_depth=2, time_dim=64),
             baseline_deconv_channels=128,
         ),
+        # Half of the training samples at t = T-1: from scratch on a CPU budget, uniform t left the
+        # condition path nearly untrained (val AP 4.5 vs 12.6 after 868 steps; README, "First results").
+        diffusion=DiffusionConfig(train_pure_noise=0.5),
         train=TrainConfig(batch_size=16, lr=1e-3, backbone_lr=1e-3, warmup_steps=100),
     )  # fmt: skip
 

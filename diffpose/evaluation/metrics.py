@@ -73,17 +73,17 @@ def joint_metrics(records: list[FrameRecords], occluded_only: bool = False,
     else:
         num_gt = np.sum([r.num_gt for r in records], axis=0) if records else np.zeros(num_joints)
     num_gt = np.asarray(num_gt, dtype=np.float64)
+    if records:
+        scores = np.concatenate([r.scores for r in records])  # (R, J): every prediction of the split, in order
+        labels = np.concatenate([r.labels for r in records])
+        keep = np.concatenate([r.occluded_valid if occluded_only else r.valid for r in records])
+    else:
+        scores = labels = keep = np.zeros((0, num_joints))
     for j in range(num_joints):
-        scores, labels = [], []
-        for r in records:
-            keep = (r.occluded_valid if occluded_only else r.valid)[:, j]
-            if keep.any():
-                scores.append(r.scores[keep, j])
-                labels.append(r.labels[keep, j])
-        if not scores:
+        rows = keep[:, j].astype(bool)
+        if not rows.any():
             continue
-        precision, recall = precision_recall(np.concatenate(scores), np.concatenate(labels), num_gt[j],
-                                             recall_floor_one)
+        precision, recall = precision_recall(scores[rows, j], labels[rows, j], num_gt[j], recall_floor_one)
         ap[j] = voc_ap(recall, precision) * 100
         pre[j] = precision[-1] * 100
         rec[j] = recall[-1] * 100

@@ -78,17 +78,18 @@ def _person_arrays(persons: list[Person], idx: np.ndarray, protocol: str
     n = len(persons)
     if n == 0:
         return np.zeros((0, _NUM, 2)), np.zeros((0, _NUM), bool), np.zeros((0, _NUM)), np.zeros((0, _NUM), bool)
-    xy = np.stack([p.keypoints[idx] for p in persons])  # (N, 15, 2)
+    xy = np.stack([p.keypoints for p in persons])[:, idx]  # (N, 15, 2)
     if protocol == "posetrack21":
         has = (xy[..., 0] > 0) & (xy[..., 1] > 0)
     else:
-        has = np.stack([p.present[idx] for p in persons])
+        has = np.stack([p.present for p in persons])[:, idx]  # (N, 15)
     score = np.full((n, _NUM), MISSING_SCORE)
+    with_scores = [k for k, p in enumerate(persons) if p.scores is not None]
+    if with_scores:
+        s = np.stack([persons[k].scores for k in with_scores])[:, idx]  # (N', 15)
+        score[with_scores] = np.where(np.isnan(s), MISSING_SCORE, s)
     occluded = np.zeros((n, _NUM), dtype=bool)
     for k, p in enumerate(persons):
-        if p.scores is not None:
-            s = p.scores[idx]
-            score[k] = np.where(np.isnan(s), MISSING_SCORE, s)
         if p.occluded is not None:
             occluded[k] = p.occluded[idx]
     return xy, has, score, occluded
