@@ -135,7 +135,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.01  # cosine decay ends at lr * min_lr_ratio
     checkpoint_every: int = 200  # steps between checkpoints (one is also written at every epoch end)
     log_every: int = 10  # steps between metric lines
-    val_every: int = 0  # epochs between validation AP runs (0 = only at the end)
+    val_every: int = 0  # epochs between validation AP runs during training, logged as val_total (0 = none)
 
 
 @dataclass

@@ -25,7 +25,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise DiffPoseError(f"cannot write here: {e.strerror or e}", path) from None
+        raise DiffPoseError(f"cannot write here: {_why(e, path.parent)}", path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
         with os.fdopen(fd, mode) as f:
@@ -39,6 +39,48 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def ensure_dir(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) or raise a one-line :class:`DiffPoseError` saying why not."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DiffPoseError(f"cannot create this folder: {_why(e, folder)}", folder) from None
+    return folder
+
+
+def check_writable(path: str | Path, folder: bool = False) -> Path:
+    """Fail now, before any work, when ``path`` (a file, or a folder with ``folder=True``) cannot be written.
+
+    Creates the missing parent folders (the later write would create them too) and probes the folder with a
+    temporary file that is removed at once. Raises a one-line :class:`DiffPoseError` naming ``path``.
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise DiffPoseError("is a folder; expected a file name", path)
+    if folder and path.exists() and not path.is_dir():
+        raise DiffPoseError("is a file; expected a folder", path)
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".diffpose-probe.", suffix=".tmp", dir=where)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise DiffPoseError(f"cannot write here: {_why(e, where)}", path) from None
+    return path
+
+
+def _why(error: OSError, folder: Path) -> str:
+    """Why ``folder`` cannot hold a new file: a file in the way (the nearest existing ancestor), or the OS reason."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                return f"{candidate} is a file, not a folder"
+            break
+    return error.strerror or str(error)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -46,12 +88,7 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
-    try:
-        with atomic_open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise DiffPoseError(f"cannot write: {e.strerror or e}", path) from None
-    return Path(path)
+    return atomic_write_with(lambda f: f.write(data), path)
 
 
 def atomic_write_text(text: str, path: str | Path) -> Path:
@@ -65,10 +102,32 @@ def atomic_write_json(obj: Any, path: str | Path, indent: int | None = None) -> 
 
 
 def atomic_write_with(writer: Callable[[IO[bytes]], None], path: str | Path) -> Path:
-    """Let ``writer`` fill a binary file object, then publish it atomically (e.g. ``torch.save``)."""
+    """Let ``writer`` fill a binary file object, then publish it atomically (e.g. ``torch.save``).
+
+    A failed write (a full disk, a quota, an I/O error) raises a one-line :class:`DiffPoseError` and leaves
+    ``path`` as it was. Serialisers that wrap the ``OSError`` in their own exception (``torch.save`` raises
+    ``RuntimeError`` with the ``OSError`` as its context) are recognised through the exception chain.
+    """
     try:
         with atomic_open(path, "wb") as f:
             writer(f)
-    except OSError as e:
-        raise DiffPoseError(f"cannot write: {e.strerror or e}", path) from None
+    except DiffPoseError:
+        raise
+    except Exception as e:
+        os_error = os_error_in_chain(e)
+        if os_error is None:
+            raise
+        raise DiffPoseError(f"cannot write: {os_error.strerror or os_error}", path) from None
     return Path(path)
+
+
+def os_error_in_chain(error: BaseException) -> OSError | None:
+    """The first :class:`OSError` among ``error`` and its causes / contexts, or None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -130,6 +130,8 @@ def test_clamped_neighbours_at_video_ends(tmp_path):
 def test_missing_frame_is_a_clear_error(tmp_path):
     videos = make_dataset(tmp_path)
     (tmp_path / videos[0].frames[3].file_name).unlink()
-    ds = ClipDataset(videos, tmp_path, gt_items(videos), CODEC)
-    with pytest.raises(DataFormatError, match="000003.jpg.*missing"):
-        ds[0]
+    with pytest.raises(DataFormatError, match="000003.jpg.*1 of the 5 frame images these clips need are missing"):
+        ClipDataset(videos, tmp_path, gt_items(videos), CODEC)  # found before any work
+    ds = ClipDataset(videos, tmp_path, gt_items(videos), CODEC, check_files=False)
+    with pytest.raises(DataFormatError, match="000003.jpg.*does not exist"):
+        ds[0]  # and when reading

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -149,3 +150,24 @@ def test_train_then_test_writes_predictions_the_evaluator_reads(synth_small, tmp
         assert (test_out / "ap.json").is_file()
     text = capsys.readouterr().out
     assert "Total" in text and "AP occluded" in text
+
+
+def test_val_every_scores_the_validation_split_between_epochs(synth_small, tmp_path):
+    cfg = micro_config(synth_small, "train.epochs=3", "train.val_every=2", "model.kind=baseline")
+    trainer = Trainer(cfg, tmp_path, progress=False, ctx=DistContext())
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val_total" in r]
+    per_epoch = trainer.sampler.batches_per_epoch
+    assert [r["step"] for r in val] == [2 * per_epoch]  # after epoch 2; not after the last (3), --val does that
+    assert 0.0 <= val[0]["val_total"] <= 100.0 and "val_occluded" in val[0]
+    gts = sorted(p.name for p in (synth_small / "annotations" / "val").glob("*.json"))
+    assert sorted(p.name for p in (tmp_path / "val_epoch2" / "predictions").glob("*.json")) == gts
+    assert not (tmp_path / "val_epoch1").exists() and not (tmp_path / "val_epoch3").exists()
+
+
+def test_val_every_with_a_missing_validation_split_fails_before_training(synth_small, tmp_path):
+    cfg = micro_config(synth_small, "train.val_every=1", "data.val_split=nosuch")
+    with pytest.raises(DiffPoseError, match="nosuch"):
+        Trainer(cfg, tmp_path / "run", progress=False, ctx=DistContext())
+    assert not (tmp_path / "run").exists()

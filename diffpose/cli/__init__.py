@@ -3,13 +3,14 @@
 Each subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Heavy imports (torch, cv2) happen inside ``run`` so that ``diffpose --help`` stays fast.
 A :class:`~diffpose.errors.DiffPoseError` is printed as one line (``diffpose: error: ...``) with exit
-status 2, never as a traceback.
+status 2, never as a traceback (also when it was raised in a data-loading worker process).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from diffpose.errors import DiffPoseError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "diffpose.cli.demo"),
     ("evaluate", "diffpose.cli.evaluate"),
+    ("export", "diffpose.cli.export"),
     ("infer", "diffpose.cli.infer"),
     ("model-info", "diffpose.cli.model_info"),
     ("synth", "diffpose.cli.synth"),
@@ -45,6 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: DiffPoseError) -> str:
+    """The error's message on one line.
+
+    An error raised in a ``DataLoader`` worker process reaches the main process re-raised with the worker's
+    traceback in its message; its last line (``diffpose.errors.DataFormatError: FILE: what``) holds the
+    original message.
+    """
+    text = str(error).strip()
+    if "\n" not in text:
+        return text
+    last = text.splitlines()[-1].strip()
+    found = re.match(r"[\w.]*(?:Error|Exception): (.+)", last)
+    return found.group(1) if found else " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except DiffPoseError as e:
-        print(f"diffpose {args.command}: error: {e}", file=sys.stderr)
+        print(f"diffpose {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"diffpose {args.command}: interrupted", file=sys.stderr)

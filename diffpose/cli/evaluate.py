@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from diffpose.errors import DiffPoseError
 
 HELP = "score predictions with PoseTrack AP (poseval-exact)"
 
@@ -38,8 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diffpose.evaluation import evaluate_dirs
-    from diffpose.io_utils import atomic_write_text
+    from diffpose.io_utils import atomic_write_text, check_writable
 
+    if args.json:
+        target = Path(args.json).resolve()
+        for folder in (args.gt, args.pred):
+            if target.is_relative_to(Path(folder).resolve()):
+                raise DiffPoseError("refusing to write into an input folder (--gt / --pred); choose another path",
+                                    args.json, "--json")
+        check_writable(args.json)  # say so before evaluating, not after
     result = evaluate_dirs(args.gt, args.pred, protocol=args.protocol, occluded=args.occluded,
                            progress=not args.quiet)
     print(f"PoseTrack AP ({result.protocol} protocol), {result.frames_evaluated} frames evaluated")

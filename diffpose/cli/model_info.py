@@ -152,9 +152,13 @@ def run(args: argparse.Namespace) -> int:
     weights = args.backbone_weights or cfg.model.backbone.weights or None
     report = None
     if weights:
+        from diffpose.engine.checkpoint import load_checkpoint
+        from diffpose.models.vitpose_io import extract_state_dict
+
         holder = nn.Module()  # only the backbone is needed to check and load a backbone checkpoint
         holder.backbone = build_backbone(cfg.model)
-        report = load_vitpose(holder, weights, prefixes=("backbone.",), raise_on_mismatch=False)
+        state = extract_state_dict(load_checkpoint(weights), weights)  # weights_only; pickled code is refused
+        report = load_vitpose(holder, state, prefixes=("backbone.",), raise_on_mismatch=False)
     if args.json:
         doc = {
             "params": {k: cx.params[k] for k in ("backbone", "strl", "decoder", "total")},

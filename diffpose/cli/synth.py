@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from diffpose.errors import DiffPoseError
+from diffpose.io_utils import check_writable
 
 HELP = "generate the SynthTrack procedural video pose benchmark (PoseTrack18 format)"
 
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise DiffPoseError(f"expected at least 1 worker, got {args.workers}", field="--workers")
     out = Path(args.out_dir)
     _prepare(out, args.force)
+    check_writable(out, folder=True)  # an unwritable OUT_DIR fails now, not after the first rendered frame
     start = time.perf_counter()
     manifest = generate(out, preset, seed=args.seed, workers=args.workers, progress=not args.quiet)
     took = time.perf_counter() - start

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from diffpose.codec import HeatmapCodec
+from diffpose.data.images import check_frames_exist, read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Detection, Video
 from diffpose.data.transforms import (
@@ -66,7 +67,7 @@ def normalise(image_rgb01: np.ndarray) -> np.ndarray:
 
 
 class FrameReader:
-    """Reads frames as RGB uint8 with a small LRU cache (neighbouring clips share frames)."""
+    """Reads frames as RGB uint8 (:func:`~diffpose.data.images.read_rgb`) with a small LRU cache."""
 
     def __init__(self, root: str | Path, cache_size: int = 32):
         self.root = Path(root)
@@ -77,12 +78,7 @@ class FrameReader:
         if file_name in self.cache:
             self.cache.move_to_end(file_name)
             return self.cache[file_name]
-        path = self.root / file_name
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-        if image is None:
-            raise DataFormatError("frame image is missing or unreadable" if not path.is_file()
-                                  else "frame image cannot be decoded", path)
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8
+        image = read_rgb(self.root / file_name)  # (H, W, 3) uint8; gray, RGBA, 16-bit converted
         self.cache[file_name] = image
         if len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
@@ -146,17 +142,30 @@ class ClipDataset(Dataset):
         enlarge: box enlargement factor (1.25).
         augment: augmentation ranges, or None for testing.
         seed: base seed of the augmentation draws.
+        check_files: check now that every frame image the clips need exists (``stat`` only), so that a
+            half-downloaded dataset fails before training rather than in the middle of it.
     """
 
     def __init__(self, videos: list[Video], root: str | Path, items: list[ClipItem], codec: HeatmapCodec,
                  offsets: tuple[int, ...] = (-2, -1, 0, 1, 2), enlarge: float = 1.25,
-                 augment: Augmentation | None = None, seed: int = 0):
+                 augment: Augmentation | None = None, seed: int = 0, check_files: bool = True):
         if 0 not in offsets:
             raise DataFormatError(f"frame offsets {offsets} must contain 0 (the key frame)", field="data.frame_offsets")
         self.videos, self.items, self.codec = videos, items, codec
         self.offsets, self.enlarge, self.augment, self.seed = tuple(offsets), enlarge, augment, seed
         self.reader = FrameReader(root)
         self.epoch = 0
+        if check_files:
+            check_frames_exist(root, self.frame_names(), "these clips need")
+
+    def frame_names(self) -> list[str]:
+        """The file names of every frame some clip reads (key frames and clamped neighbours), with repeats."""
+        names = []
+        for item in self.items:
+            frames = self.videos[item.video].frames
+            last = len(frames) - 1
+            names.extend(frames[min(max(item.frame + off, 0), last)].file_name for off in self.offsets)
+        return names
 
     def set_epoch(self, epoch: int) -> None:
         """Augmentation draws depend on the epoch (call before building each epoch's iterator)."""

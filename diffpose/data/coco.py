@@ -5,7 +5,8 @@ v in {0, 1, 2}, ``bbox`` (x, y, w, h), ``area``, ``iscrowd``, ``num_keypoints``,
 ``categories`` (one person category naming the joints), ``info``, ``licenses``. One file is one
 :class:`Video` named after the file stem, one :class:`Frame` per image in file order (``is_labeled=True``,
 ``size`` from width/height), persons attached by ``image_id`` in file order. The layout comes from
-``categories`` (COCO names give :data:`~diffpose.keypoints.COCO`).
+``categories`` (COCO names give :data:`~diffpose.keypoints.COCO`). Image ids and annotation ids must be
+unique (COCO evaluation indexes both; a repeat is an error naming both entries).
 
 Joint rule (COCO's): ``present = v > 0``; ``v`` is kept verbatim in ``visibility``; coordinates of absent
 joints read as (0, 0). An annotation without ``keypoints`` (a box-only one) reads as
@@ -172,8 +173,14 @@ def coco_from_dict(data: Any, path: Path | str = "<memory>") -> Video:
         if frame.image_id in by_id:
             raise DataFormatError(f"duplicate image id {frame.image_id}", path, f"images[{i}].id")
         by_id[frame.image_id] = frame
+    ann_index: dict[int, int] = {}
     for k, ann in enumerate(annotations):
         person = _read_person(ann, f"annotations[{k}]", layout.num_joints, path, coco_rule=True)
+        if person.id is not None:
+            if person.id in ann_index:  # COCO evaluation keys annotations by id: a repeat would replace one
+                raise DataFormatError(f"duplicate annotation id {person.id} (also annotations[{ann_index[person.id]}])",
+                                      path, f"annotations[{k}].id")
+            ann_index[person.id] = k
         image_id = get(ann, "image_id", path, f"annotations[{k}]")
         frame = by_id.get(image_id) if isinstance(image_id, int) and not isinstance(image_id, bool) else None
         if frame is None:
@@ -212,6 +219,10 @@ def coco_to_dict(video: Video, fill_missing: bool = False) -> dict[str, Any]:
         if frame.size is not None:
             img["width"], img["height"] = int(frame.size[0]), int(frame.size[1])
         images.append(img)
+    given = [i for i in ann_ids if i is not None]
+    if len(set(given)) != len(given):
+        repeated = next(i for i in given if given.count(i) > 1)
+        raise DataFormatError(f"annotation id {repeated} is used twice; COCO needs unique ids", field="annotations")
     annotations = []
     for k, ((image_id, person), ann_id) in enumerate(zip(persons, ann_ids, strict=True)):
         if person.num_joints != video.layout.num_joints:

@@ -107,11 +107,13 @@ def number_array(value: Any, path: Path | str, field: str, length: int | None = 
         raise DataFormatError(f"expected a list of numbers, got {type_name(value)}", path, field)
     if length is not None and len(value) != length:
         raise DataFormatError(f"expected {length} numbers, got {len(value)}", path, field)
-    arr = np.asarray(value) if value else np.zeros(0)
-    if arr.dtype.kind not in "iuf" or arr.ndim != 1:
-        bad = next((v for v in value if isinstance(v, bool) or not isinstance(v, (int, float))), value)
+    bad = next((v for v in value if isinstance(v, bool) or not isinstance(v, (int, float))), _MISSING)
+    if bad is not _MISSING:
         raise DataFormatError(f"expected numbers only, found {type_name(bad)} {_short(bad)}", path, field)
-    arr = arr.astype(np.float64)
+    try:  # every item is an int or a float here; a huge int (beyond float64) cannot be converted
+        arr = np.array([float(v) for v in value], dtype=np.float64) if value else np.zeros(0)
+    except OverflowError:
+        raise DataFormatError("expected numbers, found an integer too large for a float", path, field) from None
     if not np.isfinite(arr).all():
         raise DataFormatError("expected finite numbers, found NaN or infinity", path, field)
     return arr

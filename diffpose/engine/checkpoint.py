@@ -13,7 +13,7 @@ training checkpoints ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``step``
 from __future__ import annotations
 
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,22 +36,43 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``), with a one-line error for every failure mode."""
+    """Load a checkpoint safely (``weights_only=True``), with a one-line error for every failure mode.
+
+    A file that holds pickled Python objects other than tensors and plain data (a class, ``os.system``, ...)
+    is refused before anything in it runs; a truncated, empty or foreign file is reported as unreadable.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint file does not exist" if not path.exists() else "is not a file", path)
+    if path.stat().st_size == 0:
+        raise CheckpointError("checkpoint file is empty", path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError("refused: the file holds pickled objects other than tensors and plain data "
-                              f"(weights_only load failed: {first[:160]})", path) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot be read (truncated or not a PyTorch checkpoint): {text[:160]}", path) from None
+        raise CheckpointError(refusal_message(e), path) from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError, zipfile.BadZipFile, ... on bad files
+        raise CheckpointError(f"cannot be read (truncated, corrupt or not a PyTorch checkpoint): {first_sentence(e)}",
+                              path) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"expected a dict, found {type(state).__name__}", path)
     return state
+
+
+def first_sentence(error: BaseException, limit: int = 160) -> str:
+    """The first sentence of an exception's message (torch's are paragraphs), or its type name."""
+    text = " ".join(str(error).split())
+    text = text.split(". ")[0].rstrip(".")
+    if not text or text.isdigit():  # e.g. KeyError(101) from a text file
+        text = f"{type(error).__name__}({text})" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def refusal_message(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line naming the offending global."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    what = f" ({found.group(1)})" if found else ""
+    return (f"refused: the file holds pickled Python objects{what} that could run code; only tensors and plain "
+            "data are loaded (torch.load weights_only=True)")
 
 
 def model_state(checkpoint: dict[str, Any], path: str | Path = "<checkpoint>") -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from diffpose.codec import HeatmapCodec
 from diffpose.config import Config, config_from_dict
 from diffpose.data.clip_dataset import ClipDataset, ClipItem, detection_items, gt_items, load_split
+from diffpose.data.images import opencv_before_fork
 from diffpose.data.posetrack18 import write_posetrack18
 from diffpose.data.records import Frame, Person, Video
 from diffpose.data.transforms import invert_affine
@@ -30,6 +31,7 @@ from diffpose.diffusion import HeatmapDiffusion, sample_poses
 from diffpose.engine.checkpoint import CheckpointError, load_checkpoint, model_state
 from diffpose.errors import DiffPoseError
 from diffpose.evaluation import EvalResult, evaluate_dirs
+from diffpose.io_utils import check_writable
 from diffpose.keypoints import POSETRACK18_UNLABELED
 from diffpose.models import build_model
 
@@ -52,11 +54,25 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu", use_e
     ckpt = load_checkpoint(checkpoint)
     if "config" not in ckpt:
         raise CheckpointError("not a diffpose checkpoint (no 'config' entry)", checkpoint)
-    cfg = config_from_dict(ckpt["config"])
-    cfg.model.backbone.weights = ""  # the checkpoint holds the backbone already
-    model = build_model(cfg.model, load_weights=False)
-    state = ckpt["ema"] if use_ema and ckpt.get("ema") else model_state(ckpt, checkpoint)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not isinstance(ckpt["config"], dict):
+        raise CheckpointError(f"expected a config dict, found {type(ckpt['config']).__name__}", checkpoint, "config")
+    try:
+        cfg = config_from_dict(ckpt["config"])
+        cfg.model.backbone.weights = ""  # the checkpoint holds the backbone already
+        model = build_model(cfg.model, load_weights=False)
+    except Exception as e:  # a config this version cannot build: name the checkpoint, not just the key
+        text = str(e) if isinstance(e, DiffPoseError) else f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+        raise CheckpointError(f"its config cannot be used: {text}", checkpoint, "config") from None
+    state = ckpt["ema"] if use_ema and isinstance(ckpt.get("ema"), dict) and ckpt["ema"] else \
+        model_state(ckpt, checkpoint)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except Exception as e:  # shape mismatches (RuntimeError), entries that are not tensors
+        shapes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+        detail = shapes[0] if shapes else " ".join(str(e).split())[:160]
+        what = f"{len(shapes)} shape mismatches, e.g. {detail}" if shapes else detail
+        raise CheckpointError(f"weights do not fit the {cfg.model.kind} model of its own config ({what})",
+                              checkpoint, "model") from None
     if missing or unexpected:
         raise CheckpointError(f"weights do not fit the {cfg.model.kind} model of its own config "
                               f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
@@ -76,6 +92,8 @@ def predict(model: torch.nn.Module, cfg: Config, dataset: ClipDataset, device: t
     codec = dataset.codec
     diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
     gen = torch.Generator(device=device).manual_seed(seed)
+    if cfg.data.workers:
+        opencv_before_fork()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=cfg.data.workers)
     if progress:
         from tqdm import tqdm
@@ -165,6 +183,7 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, data_root: str | Path, s
     items = gt_items(videos) if detections is None else detection_items(videos, detections, min_box_score)
     if not items:
         raise DiffPoseError(f"no person boxes to evaluate in split {split!r}", data_root)
+    check_writable(Path(out_dir) / "predictions", folder=True)  # before the predictions, not after them
     codec = HeatmapCodec.from_model_config(cfg.model)
     dataset = ClipDataset(videos, data_root, items, codec, clip_offsets(cfg), cfg.data.box_enlarge, None)
     preds = predict(model, cfg, dataset, torch.device(device), steps, ensemble, combine, batch_size=batch_size,

@@ -30,12 +30,14 @@ from torch.utils.data import DataLoader
 from diffpose.codec import HeatmapCodec
 from diffpose.config import Config, config_to_dict, save_config
 from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
+from diffpose.data.images import opencv_before_fork
 from diffpose.data.transforms import Augmentation
 from diffpose.diffusion import HeatmapDiffusion, heatmap_mse, sample_timesteps
 from diffpose.engine.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from diffpose.engine.distributed import DistContext, EpochBatchSampler, all_reduce_mean, init_distributed
 from diffpose.engine.training_utils import MetricsLog, ModelEMA, warmup_cosine
 from diffpose.errors import DiffPoseError
+from diffpose.io_utils import ensure_dir
 from diffpose.models import build_model
 from diffpose.models.optim import param_groups
 
@@ -50,6 +52,9 @@ class TrainResult:
     samples_per_second: float
     final_loss: float
     val: dict[str, Any] | None = None
+
+
+RESUME_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "step", "epoch", "rng")
 
 
 def clip_offsets(cfg: Config) -> tuple[int, ...]:
@@ -71,10 +76,8 @@ def step_noise(cfg: Config, step: int, batch: int, shape: tuple[int, ...]) -> tu
 
 
 def quiet_worker(_: int) -> None:
-    """Data-loading workers use one thread each, leaving the cores to the model."""
-    import cv2
-
-    cv2.setNumThreads(1)
+    """Data-loading workers use one thread each, leaving the cores to the model (OpenCV is single-threaded
+    already: see :func:`~diffpose.data.images.opencv_before_fork`)."""
     torch.set_num_threads(1)
 
 
@@ -90,8 +93,17 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.codec = HeatmapCodec.from_model_config(cfg.model)
         videos = load_split(cfg.data.root, cfg.data.train_split)
-        self.dataset = ClipDataset(videos, cfg.data.root, gt_items(videos), self.codec, clip_offsets(cfg),
+        items = gt_items(videos)
+        if not items:
+            split = cfg.data.train_split
+            raise DiffPoseError(f"no training samples: no labelled frame of split {split!r} has a person with a "
+                                "labelled joint", Path(cfg.data.root) / "annotations" / split)
+        self.dataset = ClipDataset(videos, cfg.data.root, items, self.codec, clip_offsets(cfg),
                                    cfg.data.box_enlarge, Augmentation(), seed=cfg.train.seed)
+        if cfg.train.val_every > 0:
+            load_split(cfg.data.root, cfg.data.val_split)  # periodic validation: a missing split fails now
+        if self.ctx.is_main:
+            ensure_dir(self.out_dir)  # fail before building the model when the run folder cannot be made
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.train.batch_size, self.ctx, cfg.train.seed)
         self.model = build_model(cfg.model).to(self.ctx.device)
         self.diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
@@ -131,25 +143,42 @@ class Trainer:
         }
 
     def save(self) -> None:
-        if self.ctx.is_main:
-            save_checkpoint(self.state(), self.out_dir / "last.pt")
+        """Write ``last.pt`` atomically; if that fails (a full disk), the previous ``last.pt`` stays as it was."""
+        if not self.ctx.is_main:
+            return
+        path = self.out_dir / "last.pt"
+        try:
+            save_checkpoint(self.state(), path)
+        except DiffPoseError as e:
+            reason = str(e).removeprefix(f"{path}: ")
+            kept = "the previous last.pt is intact" if path.exists() else "no earlier checkpoint exists"
+            raise DiffPoseError(f"checkpoint of step {self.step} not saved ({reason}); {kept}", path) from None
 
     def _resume(self) -> None:
         path = self.out_dir / "last.pt"
         if not path.exists():
             raise DiffPoseError("nothing to resume: no last.pt here (start without --resume)", self.out_dir)
         ckpt = load_checkpoint(path, map_location=self.ctx.device)
-        if ckpt.get("config", {}).get("model") != config_to_dict(self.cfg)["model"]:
+        missing = [k for k in RESUME_KEYS if k not in ckpt]
+        if missing:
+            hint = " (final.pt holds weights only; resume needs last.pt)" if "optimizer" in missing else ""
+            raise DiffPoseError(f"not a training checkpoint: missing {', '.join(missing)}{hint}", path)
+        config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
+        if config.get("model") != config_to_dict(self.cfg)["model"]:
             raise DiffPoseError("last.pt was written with a different model config; resume with the same "
                                 "preset and overrides", path, "config.model")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema"])
-        self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
-        restore_rng_state(ckpt["rng"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            if self.ema is not None and ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+            restore_rng_state(ckpt["rng"])
+        except Exception as e:  # shapes or entries that do not fit although the config does (an edited file)
+            text = " ".join(str(e).split())[:160] or type(e).__name__
+            raise DiffPoseError(f"cannot resume from it: {type(e).__name__}: {text}", path) from None
 
     # ------------------------------------------------------------------------------------------ one step
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -174,8 +203,9 @@ class Trainer:
         self.net.train()
         loss = self.loss(batch)
         if not torch.isfinite(loss):
-            raise DiffPoseError(f"loss is {loss.item()} at step {self.step}; stopping (last good checkpoint "
-                                f"kept at {self.out_dir / 'last.pt'})", field="train")
+            last = self.out_dir / "last.pt"
+            kept = f"last good checkpoint kept at {last}" if last.exists() else "no checkpoint was saved before it"
+            raise DiffPoseError(f"loss is {loss.item()} at step {self.step}; stopping ({kept})", field="train")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.train.grad_clip > 0:
@@ -192,14 +222,49 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ the loop
     def loader(self) -> DataLoader:
         workers = self.cfg.data.workers
+        if workers:
+            opencv_before_fork()
         return DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                           pin_memory=self.ctx.device.type == "cuda", persistent_workers=False,
                           worker_init_fn=quiet_worker if workers else None)
 
+    def _log(self, **values: Any) -> None:
+        try:
+            self.log.log(self.step, **values)
+        except OSError as e:  # a full disk: stop here, the last checkpoint is intact
+            raise DiffPoseError(f"cannot append the metrics of step {self.step}: {e.strerror or e}",
+                                self.log.path) from None
+
+    def _validate_if_due(self) -> None:
+        """Every ``train.val_every`` epochs (not after the last: ``diffpose train --val`` scores ``final.pt``),
+        score the weights ``final.pt`` would hold on the validation split and log ``val_total`` (and
+        ``val_occluded``) to ``metrics.jsonl``. Predictions go to ``val_epoch<N>/``; only the main process runs."""
+        every = self.cfg.train.val_every
+        done = self.epoch + 1  # epochs completed
+        if every <= 0 or done % every or self.step >= self.total_steps or not self.ctx.is_main:
+            return
+        import copy
+
+        from diffpose.engine.tester import evaluate_model
+
+        model = copy.deepcopy(self.model)
+        if self.ema is not None:
+            model.load_state_dict(self.ema.state_dict())
+        d = self.cfg.diffusion
+        result = evaluate_model(model.eval(), self.cfg, self.cfg.data.root, self.cfg.data.val_split,
+                                self.out_dir / f"val_epoch{done}", steps=d.steps, ensemble=d.ensemble,
+                                combine=d.combine, device=self.ctx.device)
+        values = {"val_total": result.total}
+        if result.occluded is not None:
+            values["val_occluded"] = result.occluded.groups()["Total"]
+        self._log(epoch=self.epoch, **values)
+        if self.progress:
+            print(f"epoch {done}: validation Total AP {result.total:.1f}", flush=True)
+
     def run(self) -> TrainResult:
         """Train until ``train.epochs`` (or ``train.max_steps``); returns timing and the last loss."""
         if self.ctx.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            ensure_dir(self.out_dir)
             save_config(self.cfg, self.out_dir / "config.yaml")
         bar = None
         if self.progress and self.ctx.is_main:
@@ -221,8 +286,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{last_loss:.5f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                 if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
                     elapsed = time.perf_counter() - start
-                    self.log.log(self.step, epoch=self.epoch, loss=all_reduce_mean(sum(window) / len(window), self.ctx),
-                                 lr=self.scheduler.get_last_lr()[0], samples_per_s=seen / max(elapsed, 1e-9))
+                    self._log(epoch=self.epoch, loss=all_reduce_mean(sum(window) / len(window), self.ctx),
+                              lr=self.scheduler.get_last_lr()[0], samples_per_s=seen / max(elapsed, 1e-9))
                     window = []
                 if self.step % self.cfg.train.checkpoint_every == 0 or self.step == self.total_steps:
                     self.save()
@@ -230,6 +295,7 @@ class Trainer:
                     break
             else:
                 self.save()  # epoch end
+                self._validate_if_due()
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - start

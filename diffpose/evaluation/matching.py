@@ -82,14 +82,15 @@ def head_size(head_box_xywh: np.ndarray) -> np.ndarray:
     x1, y1 = head_box_xywh[:, 0], head_box_xywh[:, 1]
     x2, y2 = x1 + head_box_xywh[:, 2], y1 + head_box_xywh[:, 3]
     dx, dy = x2 - x1, y2 - y1
-    return HEAD_SIZE_FACTOR * np.sqrt(dx * dx + dy * dy)
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd coordinates (1e300) give inf, as in poseval
+        return HEAD_SIZE_FACTOR * np.sqrt(dx * dx + dy * dy)
 
 
 def pckh_distances(frame: EvalFrame) -> np.ndarray:
     """``(P, G, J)`` normalised distances, infinity where either side lacks the joint."""
-    d = frame.pred_xy[:, None, :, :] - frame.gt_xy[None, :, :, :]  # (P, G, J, 2)
-    norm = np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])  # (P, G, J)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # inf / NaN as poseval gets them
+        d = frame.pred_xy[:, None, :, :] - frame.gt_xy[None, :, :, :]  # (P, G, J, 2)
+        norm = np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])  # (P, G, J)
         dist = norm / frame.head_size[None, :, None]
     both = frame.pred_has[:, None, :] & frame.gt_has[None, :, :]  # (P, G, J)
     return np.where(both, dist, np.inf)

@@ -2,7 +2,8 @@
 
 Both writers are *sinks*: ``add(result)`` for every :class:`~diffpose.inference.pipeline.FrameResult` in
 order, then ``close()`` (writes the file) or ``abort()`` (writes nothing). They keep only the poses, about
-1 KB per person, never pixels.
+1 KB per person, never pixels. The output path is checked when a sink is made, so an unwritable path fails
+before the first frame rather than after the last.
 
 PoseTrack18 file (what poseval and :func:`~diffpose.evaluation.evaluate_dirs` read): every frame of the input,
 in order, with ``categories``; each person has a ``track_id`` (unique within its frame), ``bbox``, the joint
@@ -29,6 +30,7 @@ from diffpose.data.records import Frame, Person, Video
 from diffpose.errors import DiffPoseError
 from diffpose.inference.pipeline import FrameResult
 from diffpose.inference.predictor import PersonPose
+from diffpose.io_utils import check_writable
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
 
 
@@ -73,7 +75,7 @@ class PoseTrackWriter:
     """
 
     def __init__(self, path: str | Path, name: str, template: Video | None = None, layout: Layout = POSETRACK18):
-        self.path, self.name, self.template, self.layout = Path(path), name, template, layout
+        self.path, self.name, self.template, self.layout = check_writable(path), name, template, layout
         self.frames: list[Frame] = []
 
     def add(self, result: FrameResult) -> None:
@@ -101,7 +103,7 @@ class CocoResultsWriter:
     """Collects results and writes one COCO keypoint results JSON file at :meth:`close`."""
 
     def __init__(self, path: str | Path, layout: Layout = POSETRACK18):
-        self.path, self.layout = Path(path), layout
+        self.path, self.layout = check_writable(path), layout
         self.by_image: dict[int | str, list[Person]] = {}
 
     def add(self, result: FrameResult) -> None:

@@ -8,7 +8,9 @@ the track id. Joints with a score below ``min_score`` -- and the limbs that touc
 Sinks (see :mod:`diffpose.inference.outputs`):
 
 * :class:`VideoRenderer` writes an mp4 (``mp4v``) at the input's frame rate. It writes to a temporary file
-  in the target folder and renames it over the target only when the whole video is done.
+  in the target folder and renames it over the target only when the whole video is done. The video takes
+  the first frame's size; a later frame of another size (a folder of mixed images) is drawn at its own
+  size and then scaled into the video's, aspect kept, on black bars (:func:`letterbox`).
 * :class:`FrameFolderRenderer` writes ``DIR/<index:06d>.png``, each file atomically.
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 from diffpose.errors import DiffPoseError
 from diffpose.inference.pipeline import FrameResult
 from diffpose.inference.predictor import PersonPose
-from diffpose.io_utils import atomic_write_bytes
+from diffpose.io_utils import atomic_write_bytes, check_writable
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
 
 FAINT_ALPHA = 0.3  # opacity of low-score joints and limbs
@@ -88,14 +90,28 @@ def draw_poses(image_rgb: np.ndarray, persons: list[PersonPose], layout: Layout 
     return canvas
 
 
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image (H, W, 3)`` scaled to fit ``size = (W', H')`` with its aspect kept, centred on black."""
+    out_w, out_h = size
+    h, w = image.shape[:2]
+    scale = min(out_w / w, out_h / h)
+    new_w, new_h = max(1, min(out_w, round(w * scale))), max(1, min(out_h, round(h * scale)))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((out_h, out_w, 3), dtype=image.dtype)
+    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = resized
+    return canvas
+
+
 class VideoRenderer:
     """Writes drawn frames to an mp4 file atomically (temporary file in the same folder, renamed at the end)."""
 
     def __init__(self, path: str | Path, fps: float, layout: Layout = POSETRACK18, min_score: float = 0.2):
-        self.path, self.fps, self.layout, self.min_score = Path(path), float(fps), layout, min_score
+        self.path, self.fps, self.layout, self.min_score = check_writable(path), float(fps), layout, min_score
         self.writer: cv2.VideoWriter | None = None
         self.tmp: Path | None = None
         self.size: tuple[int, int] | None = None
+        self.resized = 0  # frames of another size than the first, scaled into the video's size
 
     def _open(self, size: tuple[int, int]) -> None:
         try:
@@ -119,10 +135,11 @@ class VideoRenderer:
             raise DiffPoseError("the pipeline did not keep frame images (PipelineOptions.keep_images)", self.path)
         if self.writer is None:
             self._open(result.size)
-        elif result.size != self.size:
-            raise DiffPoseError(f"frame {result.index} ({result.name}) is {result.size[0]}x{result.size[1]}, earlier "
-                                f"frames are {self.size[0]}x{self.size[1]}; a video needs one size", self.path)
-        self.writer.write(draw_poses(result.image, result.persons, self.layout, self.min_score))
+        drawn = draw_poses(result.image, result.persons, self.layout, self.min_score)
+        if result.size != self.size:  # a video has one size: fit this frame into it, keeping its aspect
+            drawn = letterbox(drawn, self.size)
+            self.resized += 1
+        self.writer.write(drawn)
 
     def close(self) -> list[Path]:
         if self.writer is None:
@@ -145,7 +162,7 @@ class FrameFolderRenderer:
     """Writes each drawn frame to ``folder/<index:06d>.png`` (atomically, one by one)."""
 
     def __init__(self, folder: str | Path, layout: Layout = POSETRACK18, min_score: float = 0.2):
-        self.folder, self.layout, self.min_score = Path(folder), layout, min_score
+        self.folder, self.layout, self.min_score = check_writable(folder, folder=True), layout, min_score
         self.count = 0
 
     def add(self, result: FrameResult) -> None:

@@ -12,10 +12,13 @@ is decoding, so a consumer that keeps a bounded window keeps bounded memory what
 * :class:`PoseTrackSource`: the frames listed by a PoseTrack18 per-video JSON file, in file order, read from
   ``ROOT/<file_name>``. ``ROOT`` defaults to the JSON's grandparent's parent (the PoseTrack layout
   ``ROOT/annotations/<split>/<seq>.json``). Frames keep the file's image ids and names and carry their
-  annotation (:class:`~diffpose.data.records.Frame`), which ``--boxes gt`` reads.
+  annotation (:class:`~diffpose.data.records.Frame`), which ``--boxes gt`` reads. Opening checks that every
+  listed frame exists (``stat`` only), so a half-downloaded sequence fails before the first frame.
 
 :func:`open_source` picks the kind from the path: a folder, a ``.json`` file or anything else (a video).
-Images are RGB uint8 ``(H, W, 3)``.
+Images are RGB uint8 ``(H, W, 3)`` (:func:`~diffpose.data.images.read_rgb`: grayscale, RGBA and 16-bit
+files are converted; an empty, cut-short or undecodable frame stops the run naming the file). Frames may
+differ in size: each keeps its own, and poses are reported in that frame's pixels.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from diffpose.data.images import IMAGE_SUFFIXES, check_frames_exist, read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Frame, Video
 from diffpose.errors import DiffPoseError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 25.0
 
 
@@ -81,13 +84,8 @@ class FrameSource:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` RGB uint8 from an image file; a one-line error names the file otherwise."""
-    if not path.is_file():
-        raise DiffPoseError("frame image does not exist" if not path.exists() else "is not a file", path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DiffPoseError("cannot decode this image (corrupt or not an image)", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+    """``(H, W, 3)`` RGB uint8 from an image file (gray, RGBA, 16-bit converted); a one-line error otherwise."""
+    return read_rgb(path)
 
 
 class VideoFileSource(FrameSource):
@@ -178,6 +176,7 @@ class PoseTrackSource(FrameSource):
             how = "--root" if root is not None else "the default root (the JSON's grandparent's parent); pass --root"
             raise DiffPoseError(f"first frame {self.video.frames[0].file_name!r} not found under {self.root} ({how})",
                                 self.path)
+        check_frames_exist(self.root, [f.file_name for f in self.video.frames], f"listed by {self.path.name}")
         self.fps = float(fps)
         self.num_frames = len(self.video.frames)
 

@@ -133,12 +133,6 @@ def generate_video(job: VideoJob) -> VideoSummary:
     )  # fmt: skip
 
 
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: int = 2,
              progress: bool = True) -> dict[str, Any]:
     """Generate the train and val splits of ``preset`` into ``out_dir``; returns the manifest (also written).
@@ -170,11 +164,18 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
         finally:
             cv2.setNumThreads(threads)
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-            futures = [pool.submit(generate_video, job) for job in jobs]
-            for fut in as_completed(futures):
-                summaries.append(fut.result())
-                bar.update(1)
+        from diffpose.data.images import opencv_before_fork
+
+        threads = cv2.getNumThreads()
+        opencv_before_fork()  # the workers inherit a single-threaded OpenCV
+        try:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(generate_video, job) for job in jobs]
+                for fut in as_completed(futures):
+                    summaries.append(fut.result())
+                    bar.update(1)
+        finally:
+            cv2.setNumThreads(threads)
     bar.close()
     summaries.sort(key=lambda s: (SPLITS.index(s.split), s.index))
     manifest = {
