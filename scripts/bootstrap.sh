@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with everything diffpose needs. Safe to run again (it only installs what is missing).
 #   bash scripts/bootstrap.sh          runtime dependencies
-#   bash scripts/bootstrap.sh --dev    plus the test tools (pytest, hypothesis, ruff)
+#   bash scripts/bootstrap.sh --dev    plus the test tools (pytest, hypothesis, ruff, onnx, onnxruntime)
 # On a machine without an NVIDIA GPU the CPU build of PyTorch is installed first, so that pip does not
 # pull a multi-gigabyte CUDA build. Set DIFFPOSE_TORCH to choose another torch requirement.
 set -euo pipefail

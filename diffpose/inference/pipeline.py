@@ -18,6 +18,12 @@ Ready frames queue up until ``batch_size`` persons or ``max_frames_per_batch`` f
 their person clips go through the model in as few calls as possible, the tracker assigns ids frame by frame
 and the results are yielded in order. A frame that needs propagation first flushes the queue (it needs the
 poses of the frame before it).
+
+The provider is asked for a frame's boxes as soon as the frame is decoded (still once per frame, in order),
+so that with **feature reuse** (``PipelineOptions.reuse``, :mod:`diffpose.inference.feature_cache`) the
+crops of the frames ahead of a key frame are known when its clip is assembled: every person crop of a
+frame then goes through the backbone once. Without reuse (the exact path) every clip crops all ``T`` frames
+with its key box, as ``diffpose test`` does.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import numpy as np
 from diffpose.data.records import Frame
 from diffpose.errors import DiffPoseError
 from diffpose.inference.boxes import Boxes, BoxProvider, propagate_boxes, sanitize_boxes
+from diffpose.inference.feature_cache import CacheEntry, FeatureCache
+from diffpose.inference.feature_warp import TokenGeometry
 from diffpose.inference.predictor import PersonPose, Predictor
 from diffpose.inference.sources import FrameSource, SourceFrame
 from diffpose.inference.tracking import Tracker
@@ -67,6 +75,8 @@ class PipelineOptions:
     propagate_scale: float = 1.3  # propagated box = keypoint box scaled about its centre
     max_frames_per_batch: int = 8  # frames pending at most before the model runs
     keep_images: bool = False  # attach each frame's image to its result (rendering)
+    reuse: bool = False  # feature reuse: one backbone pass per person crop of a frame (DiffPose only)
+    reuse_min_iou: float = 0.5  # a neighbour crop is reused when its region's IoU with the key crop's is >= this
 
 
 @dataclass
@@ -79,6 +89,7 @@ class PipelineStats:
     provider_frames: int = 0  # frames whose boxes came from the provider
     dropped_boxes: int = 0  # non-finite or zero area inside the image
     model_calls: int = 0
+    backbone_crops: int = 0  # crops that went through the backbone
     seconds: float = 0.0
     track_ids: set[int] = field(default_factory=set)
 
@@ -91,8 +102,9 @@ class PipelineStats:
 class _Pending:
     frame: SourceFrame
     boxes: Boxes
-    clips: list[np.ndarray]  # each (T, 3, H_in, W_in)
+    clips: list[np.ndarray]  # each (T, 3, H_in, W_in); empty with reuse
     matrices: list[np.ndarray]  # each (2, 3)
+    slots: list[list[CacheEntry]] = field(default_factory=list)  # with reuse: each person's T cache entries
 
 
 class StreamingPipeline:
@@ -112,6 +124,8 @@ class StreamingPipeline:
         self.options = options or PipelineOptions()
         if self.options.detect_every < 1:
             raise DiffPoseError(f"expected detect_every >= 1, got {self.options.detect_every}", field="--detect-every")
+        self.reuse = self.options.reuse and predictor.kind != "baseline"
+        self.cache = FeatureCache(TokenGeometry.from_model_config(predictor.cfg.model), self.options.reuse_min_iou)
         self.stats = PipelineStats()
 
     def run(self, source: FrameSource) -> Iterator[FrameResult]:
@@ -121,6 +135,8 @@ class StreamingPipeline:
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
         self._previous: list[PersonPose] = []
+        self._provided: dict[int, Boxes | None] = {}  # provider boxes of decoded frames not yet ready
+        self.cache.reset()
         start = time.perf_counter()
         offsets = self.predictor.offsets
         lo, hi = min(offsets), max(offsets)
@@ -129,68 +145,121 @@ class StreamingPipeline:
         for frame in source:
             buffer.append(frame)
             last = frame.index
+            self._provided[frame.index] = self.boxes_for(frame)
             while next_t + hi <= last:
                 yield from self._ready(buffer, next_t, None)
                 next_t += 1
-                while buffer and buffer[0].index < next_t + lo:
-                    buffer.popleft()
+                self._drop(buffer, next_t + lo)
         while next_t <= last:  # the tail: windows clamped at the last frame
             yield from self._ready(buffer, next_t, last)
             next_t += 1
-            while buffer and buffer[0].index < next_t + lo:
-                buffer.popleft()
+            self._drop(buffer, next_t + lo)
         yield from self._flush()
+        self.stats.backbone_crops += self.cache.stats.backbone_crops
         self.stats.seconds = time.perf_counter() - start
+
+    def _drop(self, buffer: deque[SourceFrame], first_needed: int) -> None:
+        """Forget decoded frames and cached crops before ``first_needed`` (no window needs them)."""
+        while buffer and buffer[0].index < first_needed:
+            buffer.popleft()
+        self.cache.evict_before(first_needed)
 
     # ------------------------------------------------------------------------------------------
     # Per frame
     # ------------------------------------------------------------------------------------------
     def boxes_for(self, frame: SourceFrame) -> Boxes | None:
-        """The provider's boxes for ``frame`` on consulted frames, None otherwise (then propagation)."""
+        """The provider's sanitised boxes for ``frame`` on consulted frames, None otherwise (then propagation)."""
         if self.provider is None or frame.index % self.options.detect_every:
             return None
         boxes = self.provider(frame)
-        if boxes is not None:
-            self.stats.provider_frames += 1
+        if boxes is None:
+            return None
+        self.stats.provider_frames += 1
+        boxes, dropped = sanitize_boxes(boxes, frame.size)
+        self.stats.dropped_boxes += dropped
         return boxes
 
     def _ready(self, buffer: deque[SourceFrame], t: int, end: int | None) -> Iterator[FrameResult]:
         first = buffer[0].index
         frame = buffer[t - first]
         top = end if end is not None else t + max(self.predictor.offsets)
-        window = [buffer[min(max(t + o, 0), top) - first].image for o in self.predictor.offsets]
-        boxes = self.boxes_for(frame)
+        window = [min(max(t + o, 0), top) for o in self.predictor.offsets]  # frame indices, clamped
+        boxes = self._provided.pop(t, None)
         if boxes is None and self.options.propagate:
             yield from self._flush()  # propagation needs frame t - 1's poses
             boxes = propagate_boxes(self._previous, self.options.propagate_min_score, 2, self.options.propagate_scale)
+            boxes, dropped = sanitize_boxes(boxes, frame.size)
+            self.stats.dropped_boxes += dropped
         if boxes is None:
             boxes = Boxes.empty("none")
-        boxes, dropped = sanitize_boxes(boxes, frame.size)
-        self.stats.dropped_boxes += dropped
-        crops = [self.predictor.crop(window, box) for box in boxes.xywh]
-        self._pending.append(_Pending(frame, boxes, [c for c, _ in crops], [m for _, m in crops]))
+        if self.reuse:
+            slots = self._reuse_slots(buffer, t, top, window, boxes)
+            matrices = [row[window.index(t)].matrix for row in slots]
+            self._pending.append(_Pending(frame, boxes, [], matrices, slots))
+        else:
+            crops = [self.predictor.crop([buffer[s - first].image for s in window], box) for box in boxes.xywh]
+            self._pending.append(_Pending(frame, boxes, [c for c, _ in crops], [m for _, m in crops]))
         persons = sum(len(p.boxes) for p in self._pending)
         if persons >= self.predictor.batch_size or len(self._pending) >= self.options.max_frames_per_batch:
             yield from self._flush()
+
+    def _reuse_slots(self, buffer: deque[SourceFrame], t: int, top: int, window: list[int],
+                     boxes: Boxes) -> list[list[CacheEntry]]:
+        """Each person's ``T`` cache entries: the key crop (exact) and, per neighbour frame, a reusable crop of
+        that frame or a crop with the key box. Crops of the frames ahead whose boxes are known join first."""
+        first = buffer[0].index
+        pred = self.predictor
+
+        def cropper(s: int, mat: np.ndarray):
+            return lambda: pred.crop_frame(buffer[s - first].image, mat)
+
+        for s in range(t + 1, top + 1):
+            ahead = self._provided.get(s)
+            for box in ahead.xywh if ahead is not None else []:
+                mat = pred.crop_matrix(box)
+                self.cache.exact(s, mat, cropper(s, mat))
+        slots = []
+        for box in boxes.xywh:
+            mat = pred.crop_matrix(box)
+            slots.append([self.cache.exact(s, mat, cropper(s, mat)) if s == t else
+                          self.cache.slot(s, mat, cropper(s, mat)) for s in window])
+        return slots
 
     def _flush(self) -> Iterator[FrameResult]:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        clips = [c for p in batch for c in p.clips]
+        n = sum(len(p.boxes) for p in batch)
         poses: list[PersonPose] = []
-        if clips:
+        if n:
             boxes = np.concatenate([p.boxes.xywh for p in batch])  # (N, 4)
             scores = np.concatenate([p.boxes.scores for p in batch])  # (N,)
             origins = [p.boxes.origin for p in batch for _ in range(len(p.boxes))]
-            poses = self.predictor.predict_clips(np.stack(clips), [m for p in batch for m in p.matrices], boxes,
-                                                 scores, origins)
-            self.stats.model_calls += -(-len(clips) // self.predictor.batch_size)
+            matrices = [m for p in batch for m in p.matrices]
+            if self.reuse:
+                slots = [row for p in batch for row in p.slots]
+                self._run_backbone(slots)
+                poses = self.predictor.predict_chunks(
+                    n, lambda a, b: self.predictor.run_features(self.cache.assemble(slots[a:b], matrices[a:b])),
+                    matrices, boxes, scores, origins)
+            else:
+                clips = np.stack([c for p in batch for c in p.clips])  # (N, T, 3, H_in, W_in)
+                poses = self.predictor.predict_clips(clips, matrices, boxes, scores, origins)
+                self.stats.backbone_crops += clips.shape[0] * clips.shape[1]
+            self.stats.model_calls += -(-n // self.predictor.batch_size)
         k = 0
         for p in batch:
             persons = poses[k: k + len(p.boxes)]
             k += len(p.boxes)
             yield self._finish(p.frame, persons)
+
+    def _run_backbone(self, slots: list[list[CacheEntry]]) -> None:
+        """Backbone features for every entry the clips need, and for the crops ahead already in the cache."""
+        todo = {e: None for row in slots for e in row if e.features is None}
+        todo.update({e: None for e in self.cache.pending()})
+        if todo:
+            entries = list(todo)
+            self.cache.fill(entries, self.predictor.backbone(np.stack([e.pixels for e in entries])))
 
     def _finish(self, frame: SourceFrame, persons: list[PersonPose]) -> FrameResult:
         num_joints = self.predictor.num_joints

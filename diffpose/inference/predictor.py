@@ -11,6 +11,12 @@
 3. :meth:`Predictor.to_image` -- crop pixels back to image pixels through the inverse affine; joint score =
    heatmap maximum x box score (DCPose); uncertainty (ensemble spread) scaled from crop to image pixels.
 
+Feature reuse (:mod:`diffpose.inference.feature_cache`) splits step 2: :meth:`Predictor.backbone` runs on
+single-frame crops (:meth:`Predictor.crop_frame`) and :meth:`Predictor.run_features` takes assembled clip
+features ``(B, T, D, h, w)`` through the STRL and the sampler. All model calls run under
+``torch.inference_mode``. The model may also be an :class:`~diffpose.inference.onnx_runtime.OnnxDiffPose`
+(onnxruntime), which offers the same methods.
+
 A clip window holds the frames at ``predictor.offsets`` around the key frame (``cfg.data.frame_offsets``,
 e.g. ``(-2, -1, 0, 1, 2)``; the baseline uses ``(0,)``), clamped at the video's ends by the caller.
 
@@ -20,7 +26,8 @@ so the same frames, boxes and batch size give identical results run after run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +67,19 @@ class PersonPose:
     track_id: int | None = None
     origin: str = "api"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _normalise_lut() -> np.ndarray:
+    """``(1, 256, 3)`` float32: ``normalise(v / 255)`` of every byte value and channel, so that a table lookup
+    (``cv2.LUT``, ~5x faster) gives bit for bit what :func:`~diffpose.data.clip_dataset.normalise` gives."""
+    values = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)  # (256, 1, 3)
+    table = normalise(values.astype(np.float32) / 255.0)  # (3, 256, 1)
+    return np.ascontiguousarray(table[:, :, 0].T[None])  # (1, 256, 3)
+
+
+def _numpy(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
+    return tuple(t.float().cpu().numpy().astype(np.float64) for t in tensors)
 
 
 def _clip_offsets(cfg: Config) -> tuple[int, ...]:
@@ -114,6 +134,15 @@ class Predictor:
         model, cfg = load_model(checkpoint, dev)
         return cls(model, cfg, dev, **kwargs)
 
+    @classmethod
+    def from_onnx(cls, folder: str | Path, threads: int | None = None, providers: list[str] | None = None,
+                  **kwargs: Any) -> Predictor:
+        """Run the graphs of ``diffpose export --onnx`` (``folder``) with onnxruntime instead of PyTorch (CPU)."""
+        from diffpose.inference.onnx_runtime import load_onnx_model
+
+        model, cfg = load_onnx_model(folder, threads, providers)
+        return cls(model, cfg, "cpu", **kwargs)  # type: ignore[arg-type]
+
     def reseed(self, seed: int | None = None) -> None:
         """Restart the noise generator (at ``seed``, default the predictor's own)."""
         self.generator.manual_seed(self.seed if seed is None else int(seed))
@@ -136,6 +165,14 @@ class Predictor:
         crop = CropBox.from_xywh(np.asarray(box, dtype=np.float64), crop_w / crop_h, self.cfg.data.box_enlarge)
         return crop_matrix(crop, (crop_w, crop_h))
 
+    def crop_frame(self, image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """RGB uint8 image ``(H, W, 3)`` through a ``(2, 3)`` crop matrix -> ``(3, H_in, W_in)`` normalised float32."""
+        crop_w, crop_h = self.crop_size
+        patch = cv2.warpAffine(image, matrix, (crop_w, crop_h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # (H_in, W_in, 3)
+        # A (3, H, W) view of the (H, W, 3) table lookup: the memory layout ClipDataset gives (see predict_clips).
+        return cv2.LUT(patch, _normalise_lut()).transpose(2, 0, 1)  # (3, H_in, W_in)
+
     def crop(self, window: Sequence[np.ndarray], box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Crop a clip window with one affine.
 
@@ -150,18 +187,11 @@ class Predictor:
             raise DiffPoseError(f"expected a window of {len(self.offsets)} frames (offsets {self.offsets}), "
                                 f"got {len(window)}", field="window")
         mat = self.crop_matrix(box)
-        crop_w, crop_h = self.crop_size
-        frames = []
-        for image in window:
-            patch = cv2.warpAffine(image, mat, (crop_w, crop_h), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # (H_in, W_in, 3)
-            frames.append(normalise(patch.astype(np.float32) / 255.0))  # (3, H_in, W_in)
-        return np.stack(frames), mat  # (T, 3, H_in, W_in), (2, 3)
+        return np.stack([self.crop_frame(image, mat) for image in window]), mat  # (T, 3, H_in, W_in), (2, 3)
 
     # ------------------------------------------------------------------------------------------
     # 2. The model call
     # ------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def run_model(self, clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One model call on ``clips (B, T, 3, H_in, W_in)``.
 
@@ -169,17 +199,34 @@ class Predictor:
             ``keypoints (B, J, 2)`` crop pixels, ``scores (B, J)`` heatmap maxima, ``uncertainty (B, J)`` crop
             pixels (float64 numpy).
         """
-        clips = clips.to(self.device)
-        if self.kind == "baseline":
-            heatmaps = self.model(clips[:, self.key])  # (B, J, H, W)
-            kp, scores = self.codec.decode(heatmaps.float())  # (B, J, 2), (B, J)
-            unc = torch.zeros_like(scores)  # (B, J)
-        else:
-            s = sample_poses(self.model, self.diffusion, self.codec, clips=clips, steps=self.steps, eta=self.eta,
-                             hypotheses=self.ensemble, combine=self.combine, generator=self.generator)
-            kp, scores, unc = s.keypoints, s.scores, s.uncertainty  # (B, J, 2), (B, J), (B, J)
-        return (kp.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64),
-                unc.cpu().numpy().astype(np.float64))
+        with torch.inference_mode():
+            clips = clips.to(self.device)
+            if self.kind == "baseline":
+                heatmaps = self.model(clips[:, self.key])  # (B, J, H, W)
+                kp, scores = self.codec.decode(heatmaps.float())  # (B, J, 2), (B, J)
+                return _numpy(kp, scores, torch.zeros_like(scores))
+            return self._sample(clips=clips)
+
+    def backbone(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Backbone features of single-frame crops ``(N, 3, H_in, W_in)`` -> ``(N, D, h, w)`` on the model's device,
+        in chunks of ``batch_size`` crops."""
+        crops = torch.as_tensor(crops)
+        with torch.inference_mode():
+            chunks = [self.model.backbone_features(crops[i: i + self.batch_size].to(self.device))
+                      for i in range(0, len(crops), self.batch_size)]  # each (n, D, h, w)
+        return torch.cat(chunks) if len(chunks) != 1 else chunks[0]  # (N, D, h, w)
+
+    def run_features(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`run_model` for DiffPose from clip features ``(B, T, D, h, w)`` already computed (feature reuse)."""
+        with torch.inference_mode():
+            cond = self.model.condition_from_features(features.to(self.device))  # (B, C, h, w)
+            return self._sample(cond=cond)
+
+    def _sample(self, clips: torch.Tensor | None = None, cond: torch.Tensor | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = sample_poses(self.model, self.diffusion, self.codec, clips=clips, cond=cond, steps=self.steps,
+                         eta=self.eta, hypotheses=self.ensemble, combine=self.combine, generator=self.generator)
+        return _numpy(s.keypoints, s.scores, s.uncertainty)  # (B, J, 2), (B, J), (B, J)
 
     # ------------------------------------------------------------------------------------------
     # 3. Back to the image
@@ -200,15 +247,21 @@ class Predictor:
 
         ``matrices`` are the ``N`` crop affines, ``boxes (N, 4)`` and ``box_scores (N,)`` (default 1).
         """
-        n = len(clips)
+        # Keep the memory layout ClipDataset + the default collate give (no contiguous copy): the
+        # convolutions differ in the last float bits between layouts, which DARK decoding can amplify
+        # to ~1e-3 px, and `diffpose test` parity is checked to 1e-4 px.
+        return self.predict_chunks(len(clips), lambda a, b: self.run_model(torch.from_numpy(clips[a:b])),
+                                   matrices, boxes, box_scores, origins)
+
+    def predict_chunks(self, n: int, run: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       matrices: Sequence[np.ndarray], boxes: np.ndarray, box_scores: np.ndarray | None = None,
+                       origins: Sequence[str] | None = None) -> list[PersonPose]:
+        """Poses of ``n`` person clips: ``run(start, stop)`` gives the crop-pixel results of clips ``start:stop``
+        (:meth:`run_model` or :meth:`run_features` outputs), called in chunks of ``batch_size``."""
         box_scores = np.ones(n) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
         out: list[PersonPose] = []
         for start in range(0, n, self.batch_size):
-            # Keep the memory layout ClipDataset + the default collate give (no contiguous copy): the
-            # convolutions differ in the last float bits between layouts, which DARK decoding can amplify
-            # to ~1e-3 px, and `diffpose test` parity is checked to 1e-4 px.
-            chunk = torch.from_numpy(clips[start: start + self.batch_size])  # (B, T, 3, H_in, W_in)
-            kp, scores, unc = self.run_model(chunk)
+            kp, scores, unc = run(start, min(start + self.batch_size, n))
             for i in range(kp.shape[0]):
                 j = start + i
                 out.append(self.to_image(kp[i], scores[i], unc[i], matrices[j], boxes[j], float(box_scores[j]),

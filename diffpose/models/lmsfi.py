@@ -15,6 +15,14 @@ position encoding (size-agnostic, so no table to resize); conv branches are ``co
 (3x3 conv, GroupNorm, ReLU); Up is a stack of (4x4 stride-2 deconvolution, GroupNorm, ReLU). GroupNorm
 replaces the recommended BatchNorm because the statistics of ``x_t`` features change with the noise
 level: batch statistics averaged over all ``t`` in training would not match any single step at test time.
+
+**Per clip vs per hypothesis.** The first layer of each Fuse sees ``concat(A_j * F_j, F_j)``. Its weights
+split into a half for ``A_j * F_j`` and a half for ``F_j``; the ``F_j`` half does not depend on ``x_t``, so
+:meth:`prepare` computes it once per clip and the per-step forward only adds it, broadcast over the ``K``
+hypotheses. At scale 1 the layer is a 1x1 projection, which commutes with the per-pixel mask
+(``W (A * F) = A * (W F)``), so both halves are per clip. The condition is never copied per hypothesis:
+``A_j * F_j`` is formed by broadcasting ``(B, K, 1, H, W) * (B, 1, C, H, W)``. Mathematically this is the
+concat formulation exactly; numerically it agrees to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from diffpose.models.vit import LN_EPS, Block, init_transformer_weights
+
+Terms = tuple[torch.Tensor, torch.Tensor]  # a scale's per-clip tensors from its prepare()
 
 GN_GROUPS = 8  # GroupNorm groups (fewer when the width is not a multiple)
 
@@ -65,6 +76,34 @@ def lookup_mask(refined: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(refined.amax(dim=1, keepdim=True))  # (B, 1, H, W)
 
 
+def masked_condition(mask: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """``mask (B*K, 1, H, W)`` times its clip's ``cond (B, C, H, W)`` -> ``(B*K, C, H, W)``; cond is broadcast.
+
+    Row ``b*K + k`` of the mask belongs to clip ``b`` (the ensemble's layout).
+    """
+    b, c, h, w = cond.shape
+    out = mask.reshape(b, -1, 1, h, w) * cond[:, None]  # (B, K, C, H, W)
+    return out.reshape(-1, c, h, w)  # (B*K, C, H, W)
+
+
+def add_per_clip(x: torch.Tensor, per_clip: torch.Tensor) -> torch.Tensor:
+    """``x (B*K, C, H, W) + per_clip (B, C, H, W)``, broadcast over the ``K`` hypotheses of each clip."""
+    b = per_clip.shape[0]
+    out = x.reshape(b, -1, *x.shape[1:]) + per_clip[:, None]  # (B, K, C, H, W)
+    return out.reshape(x.shape)  # (B*K, C, H, W)
+
+
+def split_conv(conv: nn.Conv2d, x: torch.Tensor, half: int) -> torch.Tensor:
+    """Apply the input-channel half ``half`` (0: first, 1: second) of ``conv`` to ``x``; bias only with half 1.
+
+    ``conv`` takes ``concat(a, b)`` of two equally wide inputs; ``conv(concat(a, b)) = split(a, 0) + split(b, 1)``.
+    """
+    c = conv.in_channels // 2
+    weight = conv.weight[:, :c] if half == 0 else conv.weight[:, c:]  # (C_out, C, k, k)
+    bias = conv.bias if half == 1 else None
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding)  # (N, C_out, H', W')
+
+
 class TokenTransformer(nn.Module):
     """Feature map -> 1x1 projection -> conv position encoding -> pre-norm transformer -> LayerNorm -> map."""
 
@@ -79,7 +118,10 @@ class TokenTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_dim, h, w)`` -> ``(B, dim, h, w)``."""
-        x = self.proj(x)  # (B, D, h, w)
+        return self.encode(self.proj(x))  # (B, D, h, w)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything after the projection: ``(B, dim, h, w)`` -> ``(B, dim, h, w)``."""
         x = x + self.pos(x)  # (B, D, h, w)
         b, d, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, D)
@@ -105,11 +147,22 @@ class TransformerScale(nn.Module):
         self.fuse = TokenTransformer(2 * cond_dim, cond_dim, fuse_depth, num_heads, mlp_ratio)
         self.up = up_stack(up_widths)
 
-    def forward(self, heat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``heat (B, c, h, w)``, ``cond (B, C_1, h, w)`` -> ``(out (B, C_out, H, W), mask (B, 1, h, w))``."""
-        mask = lookup_mask(self.seref(heat))  # (B, 1, h, w)
-        fused = self.fuse(torch.cat([mask * cond, cond], dim=1))  # (B, C_1, h, w)
-        return self.up(fused), mask  # (B, C_out, H, W), (B, 1, h, w)
+    def prepare(self, cond: torch.Tensor) -> Terms:
+        """``cond F_1 (B, C_1, h, w)`` -> the Trans projection of ``F_1`` as the masked and the plain input.
+
+        Returns ``(W_a F_1, W_b F_1 + bias)``, each ``(B, C_1, h, w)``: the projection of
+        ``concat(A * F_1, F_1)`` is ``A * (W_a F_1) + W_b F_1 + bias`` (a 1x1 conv commutes with the mask).
+        """
+        return split_conv(self.fuse.proj, cond, 0), split_conv(self.fuse.proj, cond, 1)  # (B, C_1, h, w) x 2
+
+    def forward(self, heat: torch.Tensor, terms: Terms) -> tuple[torch.Tensor, torch.Tensor]:
+        """``heat (B*K, c, h, w)``, ``terms`` from :meth:`prepare` (batch ``B``) -> ``(out (B*K, C_out, H, W),
+        mask (B*K, 1, h, w))``."""
+        masked_proj, plain_proj = terms
+        mask = lookup_mask(self.seref(heat))  # (B*K, 1, h, w)
+        x = add_per_clip(masked_condition(mask, masked_proj), plain_proj)  # (B*K, C_1, h, w)
+        fused = self.fuse.encode(x)  # (B*K, C_1, h, w)
+        return self.up(fused), mask  # (B*K, C_out, H, W), (B*K, 1, h, w)
 
 
 class ConvScale(nn.Module):
@@ -127,8 +180,18 @@ class ConvScale(nn.Module):
         self.fuse = conv_branch(2 * cond_dim, cond_dim, conv_depth)
         self.up = up_stack(up_widths)
 
-    def forward(self, heat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``heat (B, c, Hj, Wj)``, ``cond (B, C_j, Hj, Wj)`` -> ``(out (B, C_out, H, W), mask (B, 1, Hj, Wj))``."""
-        mask = lookup_mask(self.seref(heat))  # (B, 1, H_j, W_j)
-        fused = self.fuse(torch.cat([mask * cond, cond], dim=1))  # (B, C_j, H_j, W_j)
-        return self.up(fused), mask  # (B, C_out, H, W), (B, 1, H_j, W_j)
+    def prepare(self, cond: torch.Tensor) -> Terms:
+        """``cond F_j (B, C_j, H_j, W_j)`` -> ``(F_j, plain)``: ``plain`` is the first Fuse conv's ``F_j`` half."""
+        return cond, split_conv(self.fuse[0][0], cond, 1)  # (B, C_j, H_j, W_j) x 2
+
+    def forward(self, heat: torch.Tensor, terms: Terms) -> tuple[torch.Tensor, torch.Tensor]:
+        """``heat (B*K, c, H_j, W_j)``, ``terms`` from :meth:`prepare` (batch ``B``) -> ``(out (B*K, C_out, H, W),
+        mask (B*K, 1, H_j, W_j))``."""
+        cond, plain = terms
+        mask = lookup_mask(self.seref(heat))  # (B*K, 1, H_j, W_j)
+        first = self.fuse[0]  # conv, GroupNorm, ReLU on concat(A * F_j, F_j)
+        x = add_per_clip(split_conv(first[0], masked_condition(mask, cond), 0), plain)  # (B*K, C_j, H_j, W_j)
+        for layer in list(first)[1:]:
+            x = layer(x)  # (B*K, C_j, H_j, W_j)
+        fused = self.fuse[1:](x)  # (B*K, C_j, H_j, W_j)
+        return self.up(fused), mask  # (B*K, C_out, H, W), (B*K, 1, H_j, W_j)

@@ -17,7 +17,7 @@ scaled signal ``(2h - 1) * s``); it never sees a noise schedule, only the step n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -26,36 +26,55 @@ from diffpose.errors import DiffPoseError
 from diffpose.models.embeddings import FiLM, TimestepEmbedder
 from diffpose.models.lmsfi import ConvScale, TransformerScale, conv_unit, deconv_unit, group_norm
 
+PYRAMID_FIELDS = ("f1", "f2", "f3", "p1_masked", "p1_plain", "q2", "q3")  # ConditionPyramid's tensors, in order
+
 
 @dataclass
 class ConditionPyramid:
-    """The condition at the three decoder scales, computed once per clip.
+    """The x_t-independent part of the decoder for ``B`` clips, computed once per clip.
 
     Attributes:
-        f1: ``(B, C1, h, w)``; f2: ``(B, C2, 2h, 2w)``; f3: ``(B, C3, 4h, 4w)``.
+        f1: ``(B, C1, h, w)``; f2: ``(B, C2, 2h, 2w)``; f3: ``(B, C3, 4h, 4w)`` -- the condition at three scales.
+        p1_masked, p1_plain: ``(B, C1, h, w)`` Trans's input projection of ``F_1`` (masked and plain halves).
+        q2: ``(B, C2, 2h, 2w)``; q3: ``(B, C3, 4h, 4w)`` -- the ``F_j`` half of the first Fuse conv at scales 2, 3.
+        hypotheses: ``K``, the rows each clip serves (row ``b*K + k`` is hypothesis ``k`` of clip ``b``); the
+            tensors keep batch ``B`` and are broadcast by the decoder, never copied per hypothesis.
     """
 
     f1: torch.Tensor
     f2: torch.Tensor
     f3: torch.Tensor
+    p1_masked: torch.Tensor
+    p1_plain: torch.Tensor
+    q2: torch.Tensor
+    q3: torch.Tensor
+    hypotheses: int = 1
+
+    @property
+    def clips(self) -> int:
+        """``B``."""
+        return self.f1.shape[0]
 
     @property
     def batch_size(self) -> int:
-        return self.f1.shape[0]
+        """``B * K``, the rows of ``x_t`` this pyramid serves."""
+        return self.f1.shape[0] * self.hypotheses
 
     def expand(self, k: int) -> ConditionPyramid:
-        """Broadcast to ``B*K`` rows, hypotheses of a clip adjacent (row ``b*K + i`` is clip ``b``).
+        """The same pyramid serving ``K`` hypotheses per clip (``B*K`` rows); nothing is copied or recomputed."""
+        if k < 1:
+            raise DiffPoseError(f"hypotheses must be >= 1, got {k}", field="hypotheses")
+        return replace(self, hypotheses=int(k))
 
-        Uses ``expand`` (no recomputation); the reshape materialises the copies the convolutions need.
-        """
-        if k == 1:
-            return self
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The tensors in :data:`PYRAMID_FIELDS` order (the ONNX decoder graphs' inputs)."""
+        return tuple(getattr(self, name) for name in PYRAMID_FIELDS)
 
-        def rep(x: torch.Tensor) -> torch.Tensor:
-            b = x.shape[0]
-            return x[:, None].expand(b, k, *x.shape[1:]).reshape(b * k, *x.shape[1:])  # (B*K, C, H, W)
-
-        return ConditionPyramid(rep(self.f1), rep(self.f2), rep(self.f3))
+    @classmethod
+    def from_tensors(cls, tensors: tuple[torch.Tensor, ...] | list[torch.Tensor], hypotheses: int = 1
+                     ) -> ConditionPyramid:
+        """Inverse of :meth:`tensors`."""
+        return cls(*tensors, hypotheses=hypotheses)
 
 
 class PoseDecoder(nn.Module):
@@ -100,10 +119,16 @@ class PoseDecoder(nn.Module):
         f1 = self.cond_1(cond)  # (B, C1, h, w)
         f2 = self.cond_2(f1)  # (B, C2, 2h, 2w)
         f3 = self.cond_3(f2)  # (B, C3, 4h, 4w)
-        return ConditionPyramid(f1, f2, f3)
+        p1_masked, p1_plain = self.scale1.prepare(f1)  # (B, C1, h, w) x 2
+        _, q2 = self.scale2.prepare(f2)  # (B, C2, 2h, 2w)
+        _, q3 = self.scale3.prepare(f3)  # (B, C3, 4h, 4w)
+        return ConditionPyramid(f1, f2, f3, p1_masked, p1_plain, q2, q3)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, pyramid: ConditionPyramid) -> torch.Tensor:
-        """``x_t (B, J, H, W)``, ``t (B,)``, pyramid of batch ``B`` -> ``x0_hat (B, J, H, W)``."""
+        """``x_t (B*K, J, H, W)``, ``t (B*K,)``, a pyramid of ``B`` clips serving ``K`` rows each -> ``x0_hat``.
+
+        Here ``B`` in the shape comments stands for all ``B*K`` rows; the pyramid is broadcast over them.
+        """
         if x_t.ndim != 4 or x_t.shape[1] != self.num_joints:
             raise DiffPoseError(f"expected x_t of shape (B, J={self.num_joints}, H, W), got {tuple(x_t.shape)}",
                                 field="x_t")
@@ -116,7 +141,7 @@ class PoseDecoder(nn.Module):
         xbar3 = self.film(self.heat_embed(x_t), self.time_embed(t))  # (B, c, H, W)
         xbar2 = self.heat_down2(xbar3)  # (B, c, H/2, W/2)
         xbar1 = self.heat_down1(xbar2)  # (B, c, h, w)
-        out1, _ = self.scale1(xbar1, pyramid.f1)  # (B, C3, H, W)
-        out2, _ = self.scale2(xbar2, pyramid.f2)  # (B, C3, H, W)
-        out3, _ = self.scale3(xbar3, pyramid.f3)  # (B, C3, H, W)
+        out1, _ = self.scale1(xbar1, (pyramid.p1_masked, pyramid.p1_plain))  # (B, C3, H, W)
+        out2, _ = self.scale2(xbar2, (pyramid.f2, pyramid.q2))  # (B, C3, H, W)
+        out3, _ = self.scale3(xbar3, (pyramid.f3, pyramid.q3))  # (B, C3, H, W)
         return self.head(out1 + out2 + out3)  # (B, J, H, W)
