@@ -28,6 +28,17 @@ def _deterministic_numpy():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """PyTorch on one thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory) -> Path:
     """A small SynthTrack dataset (1 train + 1 val video of 12 frames), generated once per test session."""

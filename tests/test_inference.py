@@ -251,6 +251,33 @@ def test_shared_posetrack_sequence_with_its_detection_file(checkpoints, tmp_path
 # --------------------------------------------------------------------------------------------------
 # Boxes: file, annotations, propagation, detector
 # --------------------------------------------------------------------------------------------------
+def test_infer_with_gt_boxes_gives_diffpose_test_keypoints_also_for_boxes_reaching_outside(checkpoints, val_json,
+                                                                                           synth_small, tmp_path):
+    """The whole pipeline (sanitising, batching, tracking, writing) against `diffpose test` on the same boxes:
+    the deterministic baseline, every labelled person, including those whose box leaves the image."""
+    ckpt = str(checkpoints["baseline"])
+    assert cli_main(["infer", str(val_json), "-c", ckpt, "--boxes", "gt", "--no-propagate", "--no-progress",
+                     "--json", str(tmp_path / "infer.json")]) == 0
+    assert cli_main(["test", ckpt, "--data", str(synth_small), "--out", str(tmp_path / "test"), "--no-progress",
+                     "--device", "cpu"]) == 0
+    got = {(a["image_id"], tuple(a["bbox"])): a["keypoints"]
+           for a in json.loads((tmp_path / "infer.json").read_text())["annotations"]}
+    gt = read_posetrack18(val_json)
+    expected = json.loads((tmp_path / "test" / "predictions" / val_json.name).read_text())["annotations"]
+    boxes = {(f.image_id, p.id): p.box for f in gt.frames for p in f.persons}
+    compared = 0
+    for frame in gt.frames:
+        if not frame.is_labeled:
+            continue
+        for person, e in zip(frame.persons, [a for a in expected if a["image_id"] == frame.image_id]):
+            g = got[(frame.image_id, tuple(boxes[(frame.image_id, person.id)]))]
+            ge, ee = np.array(g).reshape(-1, 3), np.array(e["keypoints"]).reshape(-1, 3)
+            shown = ee[:, 2] > 0  # test leaves the never-labelled ears out
+            np.testing.assert_allclose(ge[shown, :2], ee[shown, :2], atol=1e-3)
+            compared += 1
+    assert compared >= 10
+
+
 def test_boxes_from_annotations_a_detection_file_and_propagation(checkpoints, val_json, tmp_path):
     ckpt = str(checkpoints["diffpose"])
     gt = read_posetrack18(val_json)
@@ -261,11 +288,13 @@ def test_boxes_from_annotations_a_detection_file_and_propagation(checkpoints, va
     assert cli_main(["infer", str(val_json), "--boxes", "gt", "--no-propagate", "--json", str(out), *common]) == 0
     persons = _persons(out)
     assert [len(p) for p in persons] == [len(f.persons) for f in gt.frames]
-    for i in labeled:  # the GT boxes, clipped to the 384x288 image
+    outside = 0
+    for i in labeled:  # the GT boxes as given, also those reaching outside the 384x288 image
         for (_, bbox, *_), person in zip(persons[i], gt.frames[i].persons):
-            x1, y1 = max(person.box[0], 0), max(person.box[1], 0)
-            x2, y2 = min(person.box[0] + person.box[2], 384), min(person.box[1] + person.box[3], 288)
-            np.testing.assert_allclose(bbox, [x1, y1, x2 - x1, y2 - y1], atol=1e-9)
+            np.testing.assert_allclose(bbox, person.box, atol=1e-9)
+            outside += bool(min(person.box[:2]) < 0 or person.box[0] + person.box[2] > 384
+                            or person.box[1] + person.box[3] > 288)
+    assert outside > 0  # the case that clipping used to change
 
     dets = _gt_detections(val_json, key="image_id")
     dets[0].score = 0.1  # below --min-box-score
@@ -312,7 +341,7 @@ def test_detector_callable_gets_read_only_rgb_frames_and_bad_boxes_are_dropped(c
     assert red == int(bgr[..., 2].sum())  # RGB order: channel 0 is red
     kept, dropped = sanitize_boxes(boxes, frame.size)
     assert dropped == 3  # NaN, outside the image, zero width
-    np.testing.assert_allclose(kept.xywh, [[50, 40, 80, 160], [0, 0, 40, 80]])
+    np.testing.assert_allclose(kept.xywh, [[50, 40, 80, 160], [-20, -20, 60, 100]])  # partly outside: whole
     predictor = Predictor.from_checkpoint(checkpoints["baseline"], device="cpu")
     pipeline = StreamingPipeline(predictor, provider)
     results = list(pipeline.run(source))
@@ -425,12 +454,14 @@ def test_bad_inputs_give_one_line_errors(checkpoints, val_json, tmp_path, capsys
     assert code == 2 and "refusing" in capsys.readouterr().err and val_json.read_bytes() == before
 
 
-def test_sanitize_clips_and_counts():
-    boxes = Boxes(np.array([[-10.0, -10, 30, 30], [np.inf, 0, 5, 5], [10, 10, 5, 5], [90, 90, 50, 50]]),
-                  np.array([0.9, 0.9, np.nan, 0.5]), "detector")
+def test_sanitize_drops_and_counts_but_never_clips():
+    boxes = Boxes(np.array([[-10.0, -10, 30, 30], [np.inf, 0, 5, 5], [10, 10, 5, 5], [90, 90, 50, 50],
+                            [100, 10, 5, 5], [-20, 10, 20, 5], [10, 10, 0, 5], [10, 10, -5, 5]]),
+                  np.array([0.9, 0.9, np.nan, 0.5, 0.9, 0.9, 0.9, 0.9]), "detector")
     kept, dropped = sanitize_boxes(boxes, (100, 100))
-    assert dropped == 2
-    np.testing.assert_allclose(kept.xywh, [[0, 0, 20, 20], [90, 90, 10, 10]])
+    assert dropped == 6  # not finite (2), touching the image only at its edge (2), no area (2)
+    np.testing.assert_allclose(kept.xywh, [[-10, -10, 30, 30], [90, 90, 50, 50]])  # partly outside: as given
+    np.testing.assert_allclose(kept.scores, [0.9, 0.5])
 
 
 def test_open_source_picks_the_kind(val_json, tmp_path):

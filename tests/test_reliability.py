@@ -34,12 +34,7 @@ from diffpose.models import build_backbone
 ASSETS = Path(diffpose.__file__).parent / "assets"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def digest(*paths: Path) -> dict[str, str]:
@@ -275,7 +270,7 @@ def test_boxes_outside_the_image_of_zero_area_and_frames_without_people(data, tm
     frames = data / "images" / "val" / val_json(data).stem
     dets = [{"image_id": 0, "bbox": [-500, -500, 20, 20], "score": 0.9},  # wholly outside: dropped
             {"image_id": 1, "bbox": [100, 50, 0, 80], "score": 0.9},  # zero area: dropped
-            {"image_id": 2, "bbox": [-30, -30, 150, 200], "score": 0.9},  # partly outside: clipped
+            {"image_id": 2, "bbox": [-30, -30, 150, 200], "score": 0.9},  # partly outside: kept whole
             {"image_id": 3, "bbox": [100, 50, 60, 120], "score": 0.1}]  # below --min-box-score: nobody
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     code, out, err = run(capsys, "infer", frames, "-c", ASSETS / "tiny_baseline.pt", "--boxes", tmp_path / "dets.json",
@@ -284,7 +279,7 @@ def test_boxes_outside_the_image_of_zero_area_and_frames_without_people(data, tm
     assert "dropped 2 boxes" in out
     video = read_posetrack18(tmp_path / "o.json")
     assert len(video.frames) == 12 and [len(f.persons) for f in video.frames] == [0, 0, 1] + [0] * 9
-    np.testing.assert_allclose(video.frames[2].persons[0].box, [0, 0, 120, 170])
+    np.testing.assert_allclose(video.frames[2].persons[0].box, [-30, -30, 150, 200])
 
 
 # --------------------------------------------------------------------------------------------------

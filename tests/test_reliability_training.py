@@ -34,12 +34,7 @@ from diffpose.errors import DiffPoseError
 BASE = [*MICRO, "model.kind=baseline", "train.checkpoint_every=1"]  # the smallest model trains fastest
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(capsys, root: Path, out: Path, *extra: str) -> tuple[int, str, str]:

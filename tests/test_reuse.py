@@ -23,12 +23,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "diffpose" / "assets"
 GEOMETRY = TokenGeometry(stride=16, offset=5.5, grid=(8, 6), crop_size=(96, 128))  # tiny: patch 16, padding 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

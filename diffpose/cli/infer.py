@@ -14,8 +14,9 @@ Person boxes:
   --detect-every N      ask the box source only on frames 0, N, 2N, ... (default 1: every frame)
 Frames the box source says nothing about (a detection file that does not list the frame, an unlabelled
 annotation frame, the frames between --detect-every frames) get boxes propagated from the previous frame's
-poses (box of the joints scoring >= --propagate-score, scaled 1.3), unless --no-propagate. Boxes are clipped
-to the image; non-finite and zero-area boxes are dropped and counted.
+poses (box of the joints scoring >= --propagate-score, scaled 1.3), unless --no-propagate. Boxes that are
+not finite, have no area or miss the image are dropped and counted; a box partly outside the image is kept
+whole (not clipped), as in training.
 
 Feature reuse (DiffPose, on by default): every person crop of a frame goes through the backbone once, and
 a clip takes its neighbour frames' features from the crops already computed for them (the crop of that

@@ -60,7 +60,9 @@ class BoxProvider(Protocol):
 
 
 def sanitize_boxes(boxes: Boxes, size: tuple[int, int]) -> tuple[Boxes, int]:
-    """Drop non-finite boxes, clip to the image ``[0, W] x [0, H]`` (``size = (W, H)``), drop zero-area ones.
+    """Drop boxes that are not finite, have no area, or do not overlap the image ``[0, W] x [0, H]``
+    (``size = (W, H)``). Kept boxes are **not** clipped: a person partly outside the frame is cropped with
+    their whole box, as in training and ``diffpose test`` (clipping would shift and shrink the crop).
 
     Returns the kept boxes and the number dropped.
     """
@@ -68,14 +70,11 @@ def sanitize_boxes(boxes: Boxes, size: tuple[int, int]) -> tuple[Boxes, int]:
     scores = np.asarray(boxes.scores, dtype=np.float64).reshape(-1)
     finite = np.isfinite(xywh).all(axis=1) & np.isfinite(scores)
     width, height = size
-    x1 = np.clip(xywh[:, 0], 0, width)
-    y1 = np.clip(xywh[:, 1], 0, height)
-    x2 = np.clip(xywh[:, 0] + xywh[:, 2], 0, width)
-    y2 = np.clip(xywh[:, 1] + xywh[:, 3], 0, height)
-    with np.errstate(invalid="ignore"):
-        keep = finite & (x2 - x1 > 0) & (y2 - y1 > 0)
-    clipped = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[keep]  # (N', 4)
-    return Boxes(clipped, scores[keep], boxes.origin), int((~keep).sum())
+    with np.errstate(invalid="ignore", over="ignore"):
+        overlap_w = np.minimum(xywh[:, 0] + xywh[:, 2], width) - np.maximum(xywh[:, 0], 0)
+        overlap_h = np.minimum(xywh[:, 1] + xywh[:, 3], height) - np.maximum(xywh[:, 1], 0)
+        keep = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0) & (overlap_w > 0) & (overlap_h > 0)
+    return Boxes(xywh[keep], scores[keep], boxes.origin), int((~keep).sum())
 
 
 class DetectionFileBoxes:

@@ -12,7 +12,8 @@ Boxes of frame ``t`` (see :mod:`diffpose.inference.boxes`):
 1. on frames ``t % detect_every == 0`` the provider (detections, ground truth or a detector) is asked;
 2. where it gives no information -- or on the frames in between -- boxes are **propagated** from frame
    ``t - 1``'s poses (keypoint box of the confident joints, scaled 1.3), unless propagation is off;
-3. boxes are sanitised (non-finite dropped, clipped to the image, zero-area dropped, counted).
+3. boxes are sanitised (non-finite, zero-area and wholly outside the image dropped and counted; boxes partly
+   outside kept whole, as in training).
 
 Ready frames queue up until ``batch_size`` persons or ``max_frames_per_batch`` frames are pending; then all
 their person clips go through the model in as few calls as possible, the tracker assigns ids frame by frame
