@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,31 +44,15 @@ MANIFEST = "diffpose_onnx.json"
 STEP_FIELDS = tuple(f for f in PYRAMID_FIELDS if f != "f1")  # the pyramid tensors a denoising step reads
 
 
-class _Backbone(nn.Module):
-    def __init__(self, net: nn.Module):
+class _Method(nn.Module):
+    """One method of the model as a traceable module: ``forward(*x) = fn(net, *x)``."""
+
+    def __init__(self, net: nn.Module, fn: Callable[..., Any]):
         super().__init__()
-        self.net = net
+        self.net, self.fn = net, fn
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.net.backbone_features(frames)  # (N, D, h, w)
-
-
-class _Strl(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.condition_from_features(features)  # (B, C, h, w)
-
-
-class _Prepare(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.net.prepare(cond).tensors()  # 7 x (B, ...)
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        return self.fn(self.net, *inputs)
 
 
 class _Step(nn.Module):
@@ -134,11 +119,14 @@ def export_onnx(model: nn.Module, cfg: Config, out_dir: str | Path, check: bool 
         with torch.no_grad():
             pyramid = model.prepare(ex["cond"]).tensors()
         step_in = tuple(dict(zip(PYRAMID_FIELDS, pyramid))[f] for f in STEP_FIELDS)
-        graphs["backbone"] = (_Backbone(model), (ex["frames"],), ["frames"], ["features"],
+        backbone = _Method(model, lambda n, frames: n.backbone_features(frames))  # (N, D, h, w)
+        strl = _Method(model, lambda n, feats: n.condition_from_features(feats))  # (B, C, h, w)
+        prepare = _Method(model, lambda n, cond: n.prepare(cond).tensors())  # 7 x (B, ...)
+        graphs["backbone"] = (backbone, (ex["frames"],), ["frames"], ["features"],
                               {"frames": {0: "N"}, "features": {0: "N"}})
-        graphs["strl"] = (_Strl(model), (ex["features"],), ["features"], ["cond"],
+        graphs["strl"] = (strl, (ex["features"],), ["features"], ["cond"],
                           {"features": {0: "B"}, "cond": {0: "B"}})
-        graphs["decoder_prepare"] = (_Prepare(model), (ex["cond"],), ["cond"], list(PYRAMID_FIELDS),
+        graphs["decoder_prepare"] = (prepare, (ex["cond"],), ["cond"], list(PYRAMID_FIELDS),
                                      {name: {0: "B"} for name in ("cond", *PYRAMID_FIELDS)})
         graphs["decoder_step"] = (_Step(model), (ex["x_t"], ex["t"], *step_in), ["x_t", "t", *STEP_FIELDS], ["x0"],
                                   {"x_t": {0: "BK"}, "t": {0: "BK"}, "x0": {0: "BK"},
