@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import models  # noqa: E402
 
+from diffpose.estimators import PoseEstimator  # noqa: E402
 from diffpose.models import vit  # noqa: E402
 from diffpose.models.lmsfi import lookup_mask  # noqa: E402
 
@@ -95,7 +96,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="paths to leave out, e.g. bf16 (slow without bf16 units)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    net, base, cfg = models(args.preset)
+    est, base_est = models(args.preset)
+    net, base, cfg = est.net, base_est.net, est.cfg
     b = args.batch or (32 if args.preset == "tiny" else 4)
     k = 4
     g = torch.Generator().manual_seed(0)
@@ -147,7 +149,7 @@ def main() -> None:
             compile_s[part] = time.perf_counter() - t0
             parts[part][1]["torch.compile"] = lambda c=compiled, f=call: f(c)
     if not args.no_onnx:
-        _add_onnx(parts, net, cfg, frames, clip, x_t, t, pyramid)
+        _add_onnx(parts, est, frames, clip, x_t, t, pyramid)
     print(f"{args.preset}, {args.threads} thread(s), batch {b}, best of {args.rounds} interleaved rounds")
     print(f"{'part':<20}{'path':<16}{'ms/item':>9}{'speed-up':>10}{'max |diff|':>12}")
     for part, (items, cases) in parts.items():
@@ -175,17 +177,17 @@ def _patched(fn: Case) -> torch.Tensor:
         vit.Attention.forward = original  # type: ignore[method-assign]
 
 
-def _add_onnx(parts: dict, net: torch.nn.Module, cfg: object, frames: torch.Tensor, clip: torch.Tensor,
-              x_t: torch.Tensor, t: torch.Tensor, pyramid: object) -> None:
+def _add_onnx(parts: dict, est: PoseEstimator, frames: torch.Tensor, clip: torch.Tensor, x_t: torch.Tensor,
+              t: torch.Tensor, pyramid: object) -> None:
     try:
         from diffpose.export import export_onnx
-        from diffpose.inference.onnx_runtime import OnnxDiffPose
+        from diffpose.models.onnx_network import OnnxNetwork
     except ImportError:
         return
     folder = Path(tempfile.mkdtemp(prefix="diffpose_onnx_"))
-    export_onnx(net, cfg, folder, check=False)
+    export_onnx(est, folder, check=False)
     try:
-        ort = OnnxDiffPose(folder, threads=torch.get_num_threads())
+        ort = OnnxNetwork(folder, threads=torch.get_num_threads())
     except Exception:  # onnxruntime missing
         return
     parts["backbone"][1]["onnxruntime"] = lambda: ort.backbone_features(frames)

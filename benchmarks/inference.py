@@ -42,12 +42,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inference_ap  # noqa: E402
 
-from diffpose.config import load_config  # noqa: E402
-from diffpose.diffusion import sample_poses  # noqa: E402
-from diffpose.engine.tester import load_model  # noqa: E402
+from diffpose.config import SamplingConfig, load_config  # noqa: E402
+from diffpose.estimators import PoseEstimator, build_estimator, load_estimator  # noqa: E402
 from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, StreamingPipeline  # noqa: E402
 from diffpose.inference.feature_warp import TokenGeometry, warp_features  # noqa: E402
-from diffpose.models import build_model, model_complexity  # noqa: E402
+from diffpose.models import model_complexity  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "diffpose" / "assets"
 
@@ -79,17 +78,16 @@ class AllBoxes:
         return Boxes(b, np.ones(len(b)), "gt")
 
 
-def models(preset: str) -> tuple[torch.nn.Module, torch.nn.Module, object]:
-    """(DiffPose, baseline, config): the bundled checkpoints for ``tiny``, random weights for ``paper``."""
+def models(preset: str) -> tuple[PoseEstimator, PoseEstimator]:
+    """(DiffPose, baseline) estimators (network ``.net``, config ``.cfg``): the bundled checkpoints for ``tiny``,
+    random weights for ``paper``."""
     if preset == "tiny":
-        net, cfg = load_model(ASSETS / "tiny_diffpose.pt", "cpu")
-        base, _ = load_model(ASSETS / "tiny_baseline.pt", "cpu")
-        return net, base, cfg
+        return load_estimator(ASSETS / "tiny_diffpose.pt", "cpu"), load_estimator(ASSETS / "tiny_baseline.pt", "cpu")
     cfg = load_config(preset)
     torch.manual_seed(0)
-    net = build_model(cfg.model, load_weights=False).eval()
+    est = build_estimator(cfg, load_weights=False).eval()
     base_cfg = load_config(preset, overrides=["model.kind=baseline"])
-    return net, build_model(base_cfg.model, load_weights=False).eval(), cfg
+    return est, build_estimator(base_cfg, load_weights=False).eval()
 
 
 def roofline(net: torch.nn.Module, cfg: object, batch: int, rounds: int) -> dict[str, float]:
@@ -106,10 +104,11 @@ def roofline(net: torch.nn.Module, cfg: object, batch: int, rounds: int) -> dict
             "backbone_ms_per_crop": 1000 * t["backbone"] / batch}
 
 
-def components(net: torch.nn.Module, base: torch.nn.Module, cfg: object, batch: int, steps: list[int],
-               ensemble: list[int], rounds: int) -> dict[str, float]:
+def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: list[int], ensemble: list[int],
+               rounds: int) -> dict[str, float]:
     """Milliseconds per crop / clip of every part, and the composed ms per person-frame of every path."""
-    pred = Predictor(net, cfg, "cpu")
+    net, base, cfg = est.net, base_est.net, est.cfg
+    pred = Predictor(est, "cpu")
     geometry = TokenGeometry.from_model_config(cfg.model)
     t_frames = len(pred.offsets)
     h, w = cfg.model.backbone.image_size
@@ -133,8 +132,8 @@ def components(net: torch.nn.Module, base: torch.nn.Module, cfg: object, batch: 
     }
     for s in steps:
         for k in ensemble:
-            cases[f"sample S{s} K{k}"] = (lambda s=s, k=k: sample_poses(
-                net, pred.diffusion, pred.codec, cond=cond, steps=s, hypotheses=k, generator=g))
+            cases[f"sample S{s} K{k}"] = (lambda s=s, k=k: est.predict_condition(
+                cond, SamplingConfig(steps=s, ensemble=k), g))
     ms = {name: 1000 * sec / batch for name, sec in best_of(cases, rounds).items()}  # per crop or per clip
     out = dict(ms)
     out["baseline"] = ms["crop"] + ms["backbone"] + ms["head"]
@@ -146,8 +145,8 @@ def components(net: torch.nn.Module, base: torch.nn.Module, cfg: object, batch: 
     return out
 
 
-def end_to_end(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cfg: object, split: inference_ap.Split,
-               n_frames: int, steps: list[int], ensemble: list[int], rounds: int, onnx_dir: Path | None
+def end_to_end(est: PoseEstimator, base_est: PoseEstimator, split: inference_ap.Split, n_frames: int,
+               steps: list[int], ensemble: list[int], rounds: int, onnx_dir: Path | None
                ) -> tuple[dict[str, float], int]:
     """ms per person-frame of the streaming pipeline on the first ``n_frames`` frames of the first val video."""
     video = split.videos[0]
@@ -159,10 +158,10 @@ def end_to_end(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cf
     def pipeline(pred: Predictor, reuse: bool) -> Callable[[], object]:
         return lambda: list(StreamingPipeline(pred, provider, options=PipelineOptions(reuse=reuse)).run(frames))
 
-    cases = {"baseline": pipeline(Predictor(base, base_cfg, "cpu"), False)}
+    cases = {"baseline": pipeline(Predictor(base_est, "cpu"), False)}
     for s in steps:
         for k in ensemble:
-            pred = Predictor(net, cfg, "cpu", steps=s, ensemble=k)
+            pred = Predictor(est, "cpu", steps=s, ensemble=k)
             cases[f"exact S{s} K{k}"] = pipeline(pred, False)
             cases[f"reuse S{s} K{k}"] = pipeline(pred, True)
     if onnx_dir is not None:
@@ -174,11 +173,11 @@ def end_to_end(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cf
     return {name: 1000 * sec / persons for name, sec in best_of(cases, rounds).items()}, persons
 
 
-def ap_grid(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cfg: object, split: inference_ap.Split,
-            steps: list[int], ensemble: list[int], out: Path, min_iou: float) -> dict[str, object]:
+def ap_grid(est: PoseEstimator, base_est: PoseEstimator, split: inference_ap.Split, steps: list[int],
+            ensemble: list[int], out: Path, min_iou: float) -> dict[str, object]:
     """Total AP (occluded AP) of every configuration, and the reuse cache's counts."""
-    pred = Predictor(net, cfg, "cpu")
-    result: dict[str, object] = {"baseline": inference_ap.ap_baseline(Predictor(base, base_cfg, "cpu"), split,
+    pred = Predictor(est, "cpu")
+    result: dict[str, object] = {"baseline": inference_ap.ap_baseline(Predictor(base_est, "cpu"), split,
                                                                       out / "baseline")}
     cond_exact = inference_ap.conditions_exact(pred, split)
     cond_reuse, stats = inference_ap.conditions_reuse(pred, split, min_iou)
@@ -191,15 +190,15 @@ def ap_grid(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cfg: 
     return result
 
 
-def pipeline_ap(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cfg: object,
-                split: inference_ap.Split, out: Path) -> dict[str, tuple[float, float]]:
+def pipeline_ap(est: PoseEstimator, base_est: PoseEstimator, split: inference_ap.Split, out: Path
+                ) -> dict[str, tuple[float, float]]:
     """S1 K1 AP of the real streaming pipeline over every frame of every video (boxes on every frame)."""
     from diffpose.inference import PoseTrackWriter, consume
 
     result = {}
-    for name, pred, reuse in (("baseline", Predictor(base, base_cfg, "cpu"), False),
-                              ("exact S1 K1", Predictor(net, cfg, "cpu", steps=1, ensemble=1), False),
-                              ("reuse S1 K1", Predictor(net, cfg, "cpu", steps=1, ensemble=1), True)):
+    for name, pred, reuse in (("baseline", Predictor(base_est, "cpu"), False),
+                              ("exact S1 K1", Predictor(est, "cpu", steps=1, ensemble=1), False),
+                              ("reuse S1 K1", Predictor(est, "cpu", steps=1, ensemble=1), True)):
         folder = out / ("pipeline_" + name.replace(" ", "_"))
         for v, video in enumerate(split.videos):
             frames = (SourceFrame(i, split.image(v, i), f.file_name, f.image_id or i, f)
@@ -210,15 +209,15 @@ def pipeline_ap(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_c
     return result
 
 
-def export_all(net: torch.nn.Module, base: torch.nn.Module, cfg: object, base_cfg: object, folder: Path) -> Path | None:
+def export_all(est: PoseEstimator, base_est: PoseEstimator, folder: Path) -> Path | None:
     try:
         import onnxruntime  # noqa: F401
 
         from diffpose.export import export_onnx
     except ImportError:
         return None
-    export_onnx(net, cfg, folder / "diffpose", check=False)
-    export_onnx(base, base_cfg, folder / "baseline", check=False)
+    export_onnx(est, folder / "diffpose", check=False)
+    export_onnx(base_est, folder / "baseline", check=False)
     return folder
 
 
@@ -265,19 +264,17 @@ def main() -> None:
     parser.add_argument("--json", help="write every number to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    net, base, cfg = models(args.preset)
-    base_cfg = load_config(args.preset, overrides=["model.kind=baseline"]) if args.preset != "tiny" else \
-        load_model(ASSETS / "tiny_baseline.pt", "cpu")[1]
+    est, base_est = models(args.preset)
     batch = args.batch or (32 if args.preset == "tiny" else 4)
     results: dict[str, object] = {"preset": args.preset, "threads": args.threads, "rounds": args.rounds}
 
-    roof = roofline(net, cfg, batch, args.rounds)
+    roof = roofline(est.net, est.cfg, batch, args.rounds)
     results["roofline"] = roof
     print(f"roofline ({args.threads} thread(s)): matmul {roof['matmul_gflops']:.1f} GFLOP/s (2048^2 float32 mm); "
           f"{args.preset} backbone {roof['backbone_gflops']:.1f} GFLOP/s on {batch} crops "
           f"({roof['backbone_ms_per_crop']:.2f} ms/crop) = {roof['percent']:.0f}% of matmul")
 
-    parts = components(net, base, cfg, batch, args.steps, args.ensemble, args.rounds)
+    parts = components(est, base_est, batch, args.steps, args.ensemble, args.rounds)
     results["model_only_ms"] = parts
     print("model-only parts (ms per crop or clip): " + ", ".join(
         f"{k} {parts[k]:.2f}" for k in ("crop", "backbone", "head", "strl", "warp")))
@@ -286,17 +283,17 @@ def main() -> None:
     if args.data and args.preset == "tiny":
         split = inference_ap.Split.load(args.data)
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_dir = None if args.no_onnx else export_all(net, base, cfg, base_cfg, Path(tmp))
-            e2e, persons = end_to_end(net, base, cfg, base_cfg, split, args.frames, args.steps, args.ensemble,
-                                      args.rounds, onnx_dir)
+            onnx_dir = None if args.no_onnx else export_all(est, base_est, Path(tmp))
+            e2e, persons = end_to_end(est, base_est, split, args.frames, args.steps, args.ensemble, args.rounds,
+                                      onnx_dir)
         results["end_to_end_ms_per_person_frame"] = e2e
         print(f"end to end: {persons} person-frames (first {args.frames} frames of {split.videos[0].name}), "
               f"best of {args.rounds} rounds")
         if not args.no_ap:
             t0 = time.perf_counter()
-            ap = ap_grid(net, base, cfg, base_cfg, split, args.steps, args.ensemble, Path(args.out), args.reuse_iou)
+            ap = ap_grid(est, base_est, split, args.steps, args.ensemble, Path(args.out), args.reuse_iou)
             results["ap"] = ap
-            results["pipeline_ap"] = pipeline_ap(net, base, cfg, base_cfg, split, Path(args.out))
+            results["pipeline_ap"] = pipeline_ap(est, base_est, split, Path(args.out))
             print(f"AP on {len(split.items)} persons of {len(split.videos)} {split.name} videos "
                   f"({time.perf_counter() - t0:.0f} s); reuse cache: {ap['reuse_cache']}")
             print("streaming pipeline AP at S1 K1 (every frame predicted, labelled frames scored): " + ", ".join(

@@ -21,6 +21,7 @@ batched identically, so the two paths see the same noise: the AP difference is t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,6 @@ import torch
 from diffpose.data.clip_dataset import ClipItem, FrameReader, gt_items, load_split
 from diffpose.data.posetrack18 import write_posetrack18
 from diffpose.data.records import Video
-from diffpose.diffusion import sample_poses
 from diffpose.engine.tester import prediction_videos
 from diffpose.evaluation import evaluate_dirs
 from diffpose.inference import PersonPose, Predictor
@@ -98,7 +98,7 @@ def conditions_exact(pred: Predictor, split: Split) -> torch.Tensor:
         clips = np.stack([pred.crop([split.image(it.video, s) for s in split.window(it.video, it.frame, pred.offsets)],
                                     np.asarray(it.box))[0] for it in split.items[a: a + BATCH]])
         with torch.inference_mode():
-            out.append(pred.model.encode_condition(torch.from_numpy(clips)))  # (B, C, h, w)
+            out.append(pred.estimator.net.encode_condition(torch.from_numpy(clips)))  # (B, C, h, w)
     return torch.cat(out)
 
 
@@ -130,7 +130,8 @@ def conditions_reuse(pred: Predictor, split: Split, min_iou: float = 0.5,
         cache.fill(todo, pred.backbone(np.stack([e.pixels for e in todo])))
         for a in range(0, len(items), BATCH):
             with torch.inference_mode():
-                out.append(pred.model.condition_from_features(cache.assemble(slots[a: a + BATCH], mats[a: a + BATCH])))
+                feats = cache.assemble(slots[a: a + BATCH], mats[a: a + BATCH])  # (B, T, D, h, w)
+                out.append(pred.estimator.net.condition_from_features(feats))  # (B, C, h, w)
         for name in ("backbone_crops", "same_crop", "warped", "fallback", "clips"):
             setattr(total, name, getattr(total, name) + getattr(cache.stats, name))
     return torch.cat(out), total
@@ -138,7 +139,7 @@ def conditions_reuse(pred: Predictor, split: Split, min_iou: float = 0.5,
 
 def evaluate(split: Split, poses: list[PersonPose], out_dir: Path) -> tuple[float, float]:
     """Write the predictions as PoseTrack files and score them: ``(Total AP, Total AP on occluded joints)``."""
-    for video in prediction_videos(split.videos, split.items, poses):  # type: ignore[arg-type]
+    for video in prediction_videos(split.videos, split.items, poses):
         write_posetrack18(video, out_dir / f"{video.name}.json")
     return score(split, out_dir)
 
@@ -164,11 +165,11 @@ def ap_diffpose(pred: Predictor, split: Split, cond: torch.Tensor, steps: int, h
                 seed: int = 0) -> tuple[float, float]:
     """AP of DiffPose with ``steps`` and ``hypotheses`` from precomputed conditions ``(N, C, h, w)``."""
     gen = torch.Generator().manual_seed(seed)
+    sampling = dataclasses.replace(pred.sampling, steps=steps, ensemble=hypotheses)  # the predictor's eta, combine
     poses: list[PersonPose] = []
     for a in range(0, len(split.items), BATCH):
         with torch.inference_mode():
-            s = sample_poses(pred.model, pred.diffusion, pred.codec, cond=cond[a: a + BATCH], steps=steps,
-                             eta=pred.eta, hypotheses=hypotheses, combine=pred.combine, generator=gen)
+            s = pred.estimator.predict_condition(cond[a: a + BATCH], sampling, gen)
         kp, sc, un = (x.numpy().astype(np.float64) for x in (s.keypoints, s.scores, s.uncertainty))
         poses += _to_image(pred, split, kp, sc, un, a)
     return evaluate(split, poses, out_dir)

@@ -71,13 +71,13 @@ def write_video(path: Path, frames: int, size: tuple[int, int], fps: float = 25.
 def random_checkpoint(path: Path, preset: str) -> Path:
     import torch
 
+    from diffpose.checkpoint import save_checkpoint
     from diffpose.config import config_to_dict, load_config
-    from diffpose.engine.checkpoint import save_checkpoint
-    from diffpose.models import build_model
+    from diffpose.estimators import build_estimator
 
     torch.manual_seed(0)
     cfg = load_config(preset)
-    model = build_model(cfg.model, load_weights=False)
+    model = build_estimator(cfg, load_weights=False).net
     return save_checkpoint({"config": config_to_dict(cfg), "model": model.state_dict(), "step": 0}, path)
 
 

@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from diffpose.codec import HeatmapCodec
+from diffpose.config import SamplingConfig
 from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
 from diffpose.data.posetrack18 import write_posetrack18
-from diffpose.diffusion import HeatmapDiffusion, sample_poses
-from diffpose.engine.tester import PosePrediction, load_model, prediction_videos, to_image
-from diffpose.engine.trainer import clip_offsets
+from diffpose.engine.tester import prediction_videos
+from diffpose.estimators import PersonPose, Predictor, load_estimator
 from diffpose.evaluation import evaluate_dirs
 
 
@@ -40,35 +39,34 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    model, cfg = load_model(args.checkpoint, "cpu")
-    if cfg.model.kind != "diffpose":
-        raise SystemExit("the grid needs a DiffPose checkpoint")
+    estimator = load_estimator(args.checkpoint, "cpu")
+    if not estimator.samples:
+        raise SystemExit(f"the grid needs a model that samples; {args.checkpoint} is {estimator.describe()}")
+    cfg = estimator.cfg
     videos = load_split(args.data, args.split)
     items = gt_items(videos)
-    codec = HeatmapCodec.from_model_config(cfg.model)
-    diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
-    dataset = ClipDataset(videos, args.data, items, codec, clip_offsets(cfg), cfg.data.box_enlarge, None)
+    dataset = ClipDataset(videos, args.data, items, estimator.codec, estimator.offsets, cfg.data.box_enlarge, None)
     grid = [(s, k) for s in args.steps for k in args.ensemble]
-    eta = cfg.diffusion.eta if args.eta is None else args.eta
-    preds: dict[tuple[int, int], list[PosePrediction]] = {c: [] for c in grid}
+    eta = cfg.sampling.eta if args.eta is None else args.eta
+    preds: dict[tuple[int, int], list[PersonPose]] = {c: [] for c in grid}
     seconds = dict.fromkeys(grid, 0.0)
     gens = {c: torch.Generator().manual_seed(args.seed) for c in grid}
     cond_seconds = 0.0
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=args.batch_size, shuffle=False):
             t0 = time.perf_counter()
-            cond = model.encode_condition(batch["frames"])  # (B, C, h, w), once per clip for the whole grid
+            cond = estimator.net.encode_condition(batch["frames"])  # (B, C, h, w), once per clip for the whole grid
             cond_seconds += time.perf_counter() - t0
             first = len(preds[grid[0]])
             for s, k in grid:
                 t0 = time.perf_counter()
-                out = sample_poses(model, diffusion, codec, cond=cond, steps=s, eta=eta, hypotheses=k,
-                                   generator=gens[(s, k)])
+                out = estimator.predict_condition(cond, SamplingConfig(steps=s, eta=eta, ensemble=k), gens[(s, k)])
                 seconds[(s, k)] += time.perf_counter() - t0
-                kp, sc, unc = out.keypoints.numpy(), out.scores.numpy(), out.uncertainty.numpy()
+                kp, sc, unc = (x.double().numpy() for x in (out.keypoints, out.scores, out.uncertainty))
                 for i in range(kp.shape[0]):
-                    matrix = batch["matrix"][i].numpy()
-                    preds[(s, k)].append(to_image(kp[i], sc[i], unc[i], matrix, items[first + i]))
+                    item = items[first + i]
+                    preds[(s, k)].append(Predictor.to_image(kp[i], sc[i], unc[i], batch["matrix"][i].numpy(),
+                                                            item.box, item.score))
     rows = []
     gt_dir = Path(args.data) / "annotations" / args.split
     for s, k in grid:

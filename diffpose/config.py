@@ -7,6 +7,9 @@
 * :func:`config_to_dict` / :func:`config_from_dict` round-trip exactly; the resolved dict is saved with
   every run and inside every checkpoint. YAML is parsed with ``yaml.safe_load``: a config file is data,
   never code.
+* Keys that moved keep their old spelling as an alias for one release (:data:`MOVED_KEYS`): a YAML file,
+  an override or an older checkpoint that uses one is read as the new key, with a ``DeprecationWarning``.
+* :func:`clip_offsets` derives and validates the frame offsets of a model's clips from ``data.frame_offsets``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -21,6 +25,7 @@ from typing import Any, Union
 import yaml
 
 from diffpose.errors import DiffPoseError
+from diffpose.io_utils import atomic_write_text
 
 
 class ConfigError(DiffPoseError):
@@ -92,16 +97,32 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    """Heatmap diffusion (method §3). The network knows nothing of these numbers."""
+    """Heatmap diffusion process (method §3): the noise schedule and the training draws of ``t``.
+
+    The network knows nothing of these numbers. How a trained model is *sampled* is :class:`SamplingConfig`.
+    """
 
     timesteps: int = 1000
     cosine_s: float = 0.008
     scale: float = 2.0  # signal scale s: heatmap h in [0, 1] -> (2h - 1) * s
-    steps: int = 1  # DDIM steps at test time
-    eta: float = 1.0
-    ensemble: int = 1  # K hypotheses
-    combine: str = "mean"  # "mean" (heatmap mean) or "median" (keypoint median)
     train_pure_noise: float = 0.0  # fraction of training samples at t = T-1 (0 = uniform t, the paper's)
+
+
+COMBINE_MODES = ("mean", "median")  # how the K hypotheses of one person are combined (SamplingConfig.combine)
+
+
+@dataclass
+class SamplingConfig:
+    """How a diffusion model is sampled at test time (any values work with one trained model).
+
+    A checkpoint carries the values it was trained with; every command uses them unless told otherwise.
+    Models that do not sample (the single-frame baseline, regression heads) ignore this section.
+    """
+
+    steps: int = 1  # DDIM steps S
+    eta: float = 1.0  # DDIM noise: 0 deterministic, 1 DDPM-like (DiffusionDet's default)
+    ensemble: int = 1  # hypotheses K per person, combined into one pose
+    combine: str = "mean"  # "mean" (heatmap mean) or "median" (keypoint median)
 
 
 @dataclass
@@ -145,6 +166,7 @@ class Config:
     preset: str = "paper"
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -185,6 +207,42 @@ def tiny() -> Config:
 
 
 PRESETS = {"paper": paper, "tiny": tiny}
+
+
+# --------------------------------------------------------------------------------------------------
+# Keys that moved (old spelling -> new), accepted with a DeprecationWarning until the next release
+# --------------------------------------------------------------------------------------------------
+MOVED_KEYS = {
+    "diffusion.steps": "sampling.steps",
+    "diffusion.eta": "sampling.eta",
+    "diffusion.ensemble": "sampling.ensemble",
+    "diffusion.combine": "sampling.combine",
+}
+
+
+def upgrade_dict(data: Any, warn: bool = True) -> Any:
+    """A copy of a (possibly partial) config dict with moved keys (:data:`MOVED_KEYS`) under their new names.
+
+    A dict that names both spellings keeps the new one. Anything that is not a dict is returned unchanged (the
+    strict conversion reports it).
+    """
+    if not isinstance(data, dict):
+        return data
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in MOVED_KEYS.items():
+        old_sec, old_key = old.split(".")
+        new_sec, new_key = new.split(".")
+        section = out.get(old_sec)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        value = section.pop(old_key)
+        target = out.setdefault(new_sec, {})
+        if isinstance(target, dict):
+            target.setdefault(new_key, value)
+        if warn:
+            warnings.warn(f"config key {old} is now {new}; the old spelling will stop working in the next release",
+                          DeprecationWarning, stacklevel=3)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,7 +322,12 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def config_from_dict(data: dict[str, Any], cls: type = Config) -> Any:
-    """Build a config from a (possibly partial) dict; missing keys take the dataclass defaults."""
+    """Build a config from a (possibly partial) dict; missing keys take the dataclass defaults.
+
+    A whole-config dict written by an earlier version (e.g. inside an old checkpoint) is upgraded silently.
+    """
+    if cls is Config:
+        data = upgrade_dict(data, warn=False)
     return _from_dict(cls, data)
 
 
@@ -330,11 +393,11 @@ def load_config(preset: str = "paper", yaml_path: str | Path | None = None,
                 data = dict(data)
                 cfg = PRESETS[_check_preset(data.pop("preset"))]()
             try:
-                cfg = merge_dict(cfg, data)
+                cfg = merge_dict(cfg, upgrade_dict(data))
             except ConfigError as e:
                 raise ConfigError(str(e), path) from None
     for text in overrides:
-        cfg = merge_dict(cfg, parse_override(text))
+        cfg = merge_dict(cfg, upgrade_dict(parse_override(text)))
     return cfg
 
 
@@ -346,6 +409,22 @@ def _check_preset(name: Any) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> Path:
     """Write the resolved config as YAML, atomically."""
-    from diffpose.io_utils import atomic_write_text
-
     return atomic_write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Derived values
+# --------------------------------------------------------------------------------------------------
+def clip_offsets(data: DataConfig, num_frames: int) -> tuple[int, ...]:
+    """The frame offsets of a model that reads ``num_frames`` frames per clip (the key frame is offset 0).
+
+    A single-frame model reads ``(0,)`` whatever ``data.frame_offsets`` says; a temporal model reads
+    ``data.frame_offsets``, which must hold ``num_frames`` distinct offsets including 0.
+    """
+    if num_frames == 1:
+        return (0,)
+    offsets = tuple(int(o) for o in data.frame_offsets)
+    if len(offsets) != num_frames or 0 not in offsets or len(set(offsets)) != len(offsets):
+        raise ConfigError(f"data.frame_offsets {offsets} must hold model.num_frames={num_frames} distinct offsets "
+                          "including 0", field="data.frame_offsets")
+    return offsets

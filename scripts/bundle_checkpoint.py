@@ -4,7 +4,7 @@ Keeps the resolved config and the model weights only, stores floating-point weig
 cast back to float32 when loaded), and optionally sets the default sampling (DDIM steps, ensemble size)
 that ``diffpose demo`` / ``diffpose infer`` use for this checkpoint.
 
-    python scripts/bundle_checkpoint.py runs/tiny_diffpose_ft/final.pt diffpose/assets/tiny_diffpose.pt \
+    python scripts/bundle_checkpoint.py runs/tiny_diffpose/final.pt diffpose/assets/tiny_diffpose.pt \
         --steps 2 --ensemble 4
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffpose.engine.checkpoint import load_checkpoint, model_state, save_checkpoint
+from diffpose.checkpoint import load_checkpoint, model_state, save_checkpoint
+from diffpose.config import config_from_dict, config_to_dict
 
 
 def main() -> None:
@@ -24,11 +25,11 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int)
     args = parser.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
-    config = ckpt["config"]
+    config = config_to_dict(config_from_dict(ckpt["config"]))  # upgraded to this version's keys
     if args.steps is not None:
-        config["diffusion"]["steps"] = args.steps
+        config["sampling"]["steps"] = args.steps
     if args.ensemble is not None:
-        config["diffusion"]["ensemble"] = args.ensemble
+        config["sampling"]["ensemble"] = args.ensemble
     weights = {k: v.half() if v.is_floating_point() else v for k, v in model_state(ckpt, args.checkpoint).items()}
     save_checkpoint({"config": config, "model": weights, "step": ckpt.get("step"),
                      "source": str(args.checkpoint.name)}, args.out)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("DIFFPOSE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+from tests.helpers import SHARED_DATA
 
 requires_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(),
                                           reason="sample data ../shared/data not available")

@@ -1,7 +1,9 @@
 """The ``diffpose`` command line: one entry point, one module per subcommand.
 
-Each subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-Heavy imports (torch, cv2) happen inside ``run`` so that ``diffpose --help`` stays fast.
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``; its one-line help is in
+:data:`COMMANDS`. Only the module of the command being run is imported (``diffpose --help`` imports none, so
+it stays fast however heavy the commands' imports are). Arguments every command spells the same way come
+from :mod:`diffpose.cli.args`.
 A :class:`~diffpose.errors.DiffPoseError` is printed as one line (``diffpose: error: ...``) with exit
 status 2, never as a traceback (also when it was raised in a data-loading worker process).
 """
@@ -17,20 +19,32 @@ from collections.abc import Sequence
 from diffpose import __version__
 from diffpose.errors import DiffPoseError
 
-# (command, module): the order is the order of ``diffpose --help``.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("demo", "diffpose.cli.demo"),
-    ("evaluate", "diffpose.cli.evaluate"),
-    ("export", "diffpose.cli.export"),
-    ("infer", "diffpose.cli.infer"),
-    ("model-info", "diffpose.cli.model_info"),
-    ("synth", "diffpose.cli.synth"),
-    ("train", "diffpose.cli.train"),
-    ("test", "diffpose.cli.test"),
+# (command, module, one-line help): the order is the order of ``diffpose --help``.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("demo", "diffpose.cli.demo", "run the bundled model on a generated video: rendered video, JSON, AP vs the "
+     "baseline"),
+    ("evaluate", "diffpose.cli.evaluate", "score predictions with PoseTrack AP (poseval-exact)"),
+    ("export", "diffpose.cli.export", "export a checkpoint as ONNX graphs for onnxruntime"),
+    ("infer", "diffpose.cli.infer", "estimate and track poses in a video, a frame folder or a PoseTrack sequence"),
+    ("model-info", "diffpose.cli.model_info", "parameter counts and GFLOPs of a preset; check a ViTPose backbone "
+     "checkpoint"),
+    ("synth", "diffpose.cli.synth", "generate the SynthTrack procedural video pose benchmark (PoseTrack18 format)"),
+    ("train", "diffpose.cli.train", "train DiffPose or the single-frame baseline"),
+    ("test", "diffpose.cli.test", "predict a split with a checkpoint and score it"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (its first argument that is not an option), if any."""
+    names = {name for name, _, _ in COMMANDS}
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in names else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the command named in ``argv`` gets its arguments (all of them when ``argv`` is None)."""
     parser = argparse.ArgumentParser(
         prog="diffpose",
         description="Video multi-person 2D pose estimation with a spatio-temporal diffusion model "
@@ -38,9 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"diffpose {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS:
+    chosen = None if argv is None else _chosen(argv)
+    for name, module_name, help_line in COMMANDS:
+        if argv is not None and name != chosen:
+            sub.add_parser(name, help=help_line)
+            continue
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+        p = sub.add_parser(name, help=help_line, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
@@ -63,7 +81,8 @@ def one_line(error: DiffPoseError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()

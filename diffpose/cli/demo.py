@@ -17,41 +17,51 @@ example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
+import time
 from pathlib import Path
 
-HELP = "run the bundled model on a generated video: rendered video, JSON, AP vs the baseline"
+import cv2
+import numpy as np
+
+from diffpose.cli.args import add_device, add_progress, add_sampling, sampling_from_args
+from diffpose.errors import DiffPoseError
+from diffpose.evaluation import EvalResult, evaluate_dirs
+from diffpose.inference import (
+    FrameFolderRenderer,
+    GroundTruthBoxes,
+    PipelineOptions,
+    PoseTrackWriter,
+    Predictor,
+    StreamingPipeline,
+    VideoRenderer,
+    consume,
+    open_source,
+)
+from diffpose.io_utils import atomic_write_bytes
+from diffpose.synth import generate, get_preset
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-BUNDLED = {"diffpose": ASSETS / "tiny_diffpose.pt", "baseline": ASSETS / "tiny_baseline.pt"}
+BUNDLED = {"model": ASSETS / "tiny_diffpose.pt", "baseline": ASSETS / "tiny_baseline.pt"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", type=Path, help="output folder (default: demo_out)")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated video (default 7)")
     p.add_argument("--frames", type=int, default=36, help="frames of the generated video (default 36)")
-    p.add_argument("--checkpoint", type=Path, help="a DiffPose checkpoint instead of the bundled one")
-    p.add_argument("--baseline", type=Path, help="a baseline checkpoint instead of the bundled one")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
-    p.add_argument("--ensemble", type=int, help="hypotheses per person (default: the checkpoint's)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-c", "--checkpoint", type=Path, help="a checkpoint to demonstrate instead of the bundled DiffPose")
+    p.add_argument("--baseline", type=Path, help="a checkpoint to compare with instead of the bundled baseline")
+    add_sampling(p)
+    add_device(p)
+    add_progress(p)
 
 
 def _infer(checkpoint: Path, gt_file: Path, root: Path, args: argparse.Namespace, json_out: Path,
-           render: Path | None, frames_dir: Path | None) -> str:
-    from diffpose.inference import (
-        FrameFolderRenderer,
-        GroundTruthBoxes,
-        PipelineOptions,
-        PoseTrackWriter,
-        Predictor,
-        StreamingPipeline,
-        VideoRenderer,
-        consume,
-        open_source,
-    )
-
+           render: Path | None, frames_dir: Path | None) -> tuple[str, str]:
+    """Run one checkpoint over the video; returns (a label for the table, a line about the run)."""
     source = open_source(gt_file, root)
-    predictor = Predictor.from_checkpoint(checkpoint, args.device, steps=args.steps, ensemble=args.ensemble)
+    predictor = Predictor.from_checkpoint(checkpoint, args.device, **sampling_from_args(args))
     rendering = render is not None
     pipeline = StreamingPipeline(predictor, GroundTruthBoxes(), options=PipelineOptions(keep_images=rendering))
     sinks = [PoseTrackWriter(json_out, source.name, source.video)]
@@ -61,16 +71,13 @@ def _infer(checkpoint: Path, gt_file: Path, root: Path, args: argparse.Namespace
         sinks.append(FrameFolderRenderer(frames_dir))
     consume(iter(pipeline.run(source)), sinks)
     s = pipeline.stats
-    return (f"{predictor.kind}: {s.frames} frames, {s.persons} persons, {len(s.track_ids)} tracks, "
-            f"{s.fps:.1f} frames/s (steps={predictor.steps}, ensemble={predictor.ensemble})")
+    est = predictor.estimator
+    label = f"{est.kind} ({'1 frame' if est.num_frames == 1 else f'{est.num_frames} frames'})"
+    return label, (f"{est.kind}: {s.frames} frames, {s.persons} persons, {len(s.track_ids)} tracks, "
+                   f"{s.fps:.1f} frames/s ({predictor.sampling_summary()})")
 
 
 def _contact_sheet(frames_dir: Path, out: Path, count: int = 6, width: int = 3) -> Path:
-    import cv2
-    import numpy as np
-
-    from diffpose.io_utils import atomic_write_bytes
-
     files = sorted(frames_dir.glob("*.png"))
     picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, count).round()]
     tiles = [cv2.imread(str(f)) for f in picks]
@@ -80,19 +87,12 @@ def _contact_sheet(frames_dir: Path, out: Path, count: int = 6, width: int = 3) 
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import shutil
-    import time
-
-    from diffpose.errors import DiffPoseError
-    from diffpose.evaluation import evaluate_dirs
-    from diffpose.synth import generate, get_preset
-
     start = time.perf_counter()
-    checkpoints = {"diffpose": args.checkpoint or BUNDLED["diffpose"], "baseline": args.baseline or BUNDLED["baseline"]}
-    for kind, path in checkpoints.items():
+    checkpoints = {"model": args.checkpoint or BUNDLED["model"], "baseline": args.baseline or BUNDLED["baseline"]}
+    for role, path in checkpoints.items():
         if not Path(path).is_file():
-            raise DiffPoseError(f"no {kind} checkpoint (the bundled one is missing from this installation)", path)
+            what = "the bundled one is missing from this installation" if path == BUNDLED[role] else "no such file"
+            raise DiffPoseError(f"no {role} checkpoint ({what})", path)
     out = Path(args.out)
     data = out / "synthtrack"
     if data.exists():
@@ -104,19 +104,19 @@ def run(args: argparse.Namespace) -> int:
     gt_dir = data / "annotations" / "val"
     gt_file = sorted(gt_dir.glob("*.json"))[0]
     print(f"generated SynthTrack video {gt_file.stem} ({args.frames} frames) in {data}")
-    results = {}
-    for kind in ("diffpose", "baseline"):
-        pred_dir = out / "predictions" / kind
-        frames_dir = out / "frames" if kind == "diffpose" else None
-        render = out / "diffpose.mp4" if kind == "diffpose" else None
-        print(_infer(checkpoints[kind], gt_file, data, args, pred_dir / gt_file.name, render, frames_dir))
-        results[kind] = evaluate_dirs(gt_dir, pred_dir, occluded=True)
+    results: list[tuple[str, EvalResult]] = []
+    for role in ("model", "baseline"):
+        main = role == "model"
+        pred_dir = out / "predictions" / ("diffpose" if main else "baseline")
+        label, line = _infer(checkpoints[role], gt_file, data, args, pred_dir / gt_file.name,
+                             out / "diffpose.mp4" if main else None, out / "frames" if main else None)
+        print(line)
+        results.append((label, evaluate_dirs(gt_dir, pred_dir, occluded=True)))
     sheet = _contact_sheet(out / "frames", out / "contact_sheet.png")
-    print(f"\nPoseTrack AP against the ground truth ({results['diffpose'].frames_evaluated} labelled frames):")
+    print(f"\nPoseTrack AP against the ground truth ({results[0][1].frames_evaluated} labelled frames):")
     names = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Total")
     print(f"{'':<22}" + "".join(f"{n[:5]:>7}" for n in names) + f"{'Occl.':>8}")
-    for kind, label in (("diffpose", "DiffPose (5 frames)"), ("baseline", "single-frame baseline")):
-        r = results[kind]
+    for label, r in results:
         print(f"{label:<22}" + "".join(f"{r.groups[n]:>7.1f}" for n in names) +
               f"{r.occluded.groups()['Total']:>8.1f}")
     print(f"\nwrote {out / 'diffpose.mp4'}, {out / 'predictions'}/, {sheet}  ({time.perf_counter() - start:.0f} s)")

@@ -21,9 +21,10 @@ import argparse
 import json
 from pathlib import Path
 
+from diffpose.cli.args import add_progress
 from diffpose.errors import DiffPoseError
-
-HELP = "score predictions with PoseTrack AP (poseval-exact)"
+from diffpose.evaluation import evaluate_dirs
+from diffpose.io_utils import atomic_write_text, check_writable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,13 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also report AP on GT joints flagged occluded (SynthTrack's keypoints_occluded flag)")
     p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--per-joint", action="store_true", help="also print AP, precision and recall per joint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose.evaluation import evaluate_dirs
-    from diffpose.io_utils import atomic_write_text, check_writable
-
     if args.json:
         target = Path(args.json).resolve()
         for folder in (args.gt, args.pred):
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                                     args.json, "--json")
         check_writable(args.json)  # say so before evaluating, not after
     result = evaluate_dirs(args.gt, args.pred, protocol=args.protocol, occluded=args.occluded,
-                           progress=not args.quiet)
+                           progress=not args.no_progress)
     print(f"PoseTrack AP ({result.protocol} protocol), {result.frames_evaluated} frames evaluated")
     print(result.table(per_joint=args.per_joint))
     if args.json:

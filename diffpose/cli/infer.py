@@ -18,11 +18,11 @@ poses (box of the joints scoring >= --propagate-score, scaled 1.3), unless --no-
 not finite, have no area or miss the image are dropped and counted; a box partly outside the image is kept
 whole (not clipped), as in training.
 
-Feature reuse (DiffPose, on by default): every person crop of a frame goes through the backbone once, and
-a clip takes its neighbour frames' features from the crops already computed for them (the crop of that
-frame overlapping the key crop most, mapped into the key crop); --exact crops every frame of every clip with
-the key box instead, as `diffpose test` does (5 backbone passes per person and frame). On SynthTrack val
-reuse cost 0.27 AP at S=1, K=1 and took 37% less time per person-frame (docs/speed.md).
+Feature reuse (models that read several frames; on by default): every person crop of a frame goes through
+the backbone once, and a clip takes its neighbour frames' features from the crops already computed for them
+(the crop of that frame overlapping the key crop most, mapped into the key crop); --exact crops every frame
+of every clip with the key box instead, as `diffpose test` does (T backbone passes per person and frame).
+What reuse costs in AP and saves in time is measured in docs/speed.md.
 
 Track ids come from matching each frame's boxes and poses to the live tracks (IoU and OKS, Hungarian); a
 track unmatched for --max-age frames is retired. Outputs are written atomically when the run ends:
@@ -31,9 +31,9 @@ track unmatched for --max-age frames is retired. Outputs are written atomically 
 --render-frames (one PNG per frame).
 
 examples:
-  diffpose infer clip.mp4 --checkpoint runs/tiny/final.pt --detector mydet:detect --render clip_poses.mp4
-  diffpose infer frames/ --checkpoint final.pt --boxes dets.json --detect-every 5 --json poses.json
-  diffpose infer data/synthtrack/annotations/val/000049_mpii_test.json --checkpoint final.pt --boxes gt \\
+  diffpose infer clip.mp4 -c runs/tiny/final.pt --detector mydet:detect --render clip_poses.mp4
+  diffpose infer frames/ -c final.pt --boxes dets.json --detect-every 5 --json poses.json
+  diffpose infer data/synthtrack/annotations/val/000049_mpii_test.json -c final.pt --boxes gt \\
       --steps 2 --ensemble 4 --json preds/000049_mpii_test.json
   diffpose infer clip.mp4 --onnx exported/tiny --boxes dets.json --json clip.json   # onnxruntime
 """
@@ -44,14 +44,44 @@ import argparse
 import sys
 from pathlib import Path
 
-from diffpose.errors import DiffPoseError
+import torch
+from tqdm import tqdm
 
-HELP = "estimate and track poses in a video, a frame folder or a PoseTrack sequence"
+from diffpose.cli.args import (
+    add_batch_size,
+    add_checkpoint,
+    add_device,
+    add_progress,
+    add_sampling,
+    add_seed,
+    checkpoint_from_args,
+    positive,
+    sampling_from_args,
+    warn_unused_sampling,
+)
+from diffpose.errors import DiffPoseError
+from diffpose.inference import (
+    CocoResultsWriter,
+    DetectionFileBoxes,
+    FrameFolderRenderer,
+    GroundTruthBoxes,
+    PipelineOptions,
+    PoseTrackWriter,
+    Predictor,
+    StreamingPipeline,
+    Tracker,
+    TrackerConfig,
+    VideoRenderer,
+    consume,
+    load_detector,
+    open_source,
+)
+from diffpose.inference.sources import PoseTrackSource, VideoFileSource
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="video file, folder of frames or PoseTrack18 JSON file")
-    p.add_argument("--checkpoint", "-c", help="a diffpose checkpoint (final.pt), DiffPose or baseline")
+    add_checkpoint(p, required=False, help="a diffpose checkpoint (final.pt), any model kind; or give --onnx")
     p.add_argument("--onnx", type=Path, metavar="DIR", help="run the graphs of `diffpose export --onnx DIR` with "
                    "onnxruntime instead of a checkpoint with PyTorch")
     p.add_argument("--root", help="dataset root for a PoseTrack JSON INPUT (default: the JSON's grandparent's parent)")
@@ -64,14 +94,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--no-propagate", action="store_true", help="frames without boxes stay empty")
     src.add_argument("--propagate-score", type=float, default=0.2, help="joints scoring below this do not shape a "
                      "propagated box (default 0.2)")
+    add_sampling(p)
     model = p.add_argument_group("model")
-    model.add_argument("--steps", type=int, help="DDIM steps S (default: the checkpoint's)")
-    model.add_argument("--ensemble", type=int, help="hypotheses K; the uncertainty is their spread (default: the "
-                       "checkpoint's)")
-    model.add_argument("--combine", choices=("mean", "median"), help="how hypotheses combine (default: checkpoint's)")
-    model.add_argument("--batch-size", type=int, default=32, help="person clips per model call (default 32)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    model.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
+    add_batch_size(model)
+    add_device(model)
+    add_seed(model)
     reuse = model.add_mutually_exclusive_group()
     reuse.add_argument("--reuse", dest="reuse", action="store_true", default=True,
                        help="reuse backbone features across overlapping clips (default)")
@@ -89,7 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--render-score", type=float, default=0.2, help="joints below this score are drawn faint")
     out.add_argument("--fps", type=float, help="frame rate of --render for folder/PoseTrack input (default 25; a "
                      "video keeps its own)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -110,29 +137,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from diffpose.inference import (
-        CocoResultsWriter,
-        DetectionFileBoxes,
-        FrameFolderRenderer,
-        GroundTruthBoxes,
-        PipelineOptions,
-        PoseTrackWriter,
-        Predictor,
-        StreamingPipeline,
-        Tracker,
-        TrackerConfig,
-        VideoRenderer,
-        consume,
-        load_detector,
-        open_source,
-    )
-    from diffpose.inference.sources import PoseTrackSource, VideoFileSource
-
+    args.checkpoint = checkpoint_from_args(args)
     if (args.checkpoint is None) == (args.onnx is None):
-        raise DiffPoseError("give either --checkpoint CKPT or --onnx DIR")
+        raise DiffPoseError("give either -c/--checkpoint CKPT or --onnx DIR")
+    positive(args.batch_size, "--batch-size")
     if not 0.0 < args.reuse_iou <= 1.0:
         raise DiffPoseError(f"expected 0 < --reuse-iou <= 1, got {args.reuse_iou}")
     if args.boxes is not None and args.detector is not None:
@@ -155,12 +163,12 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise DiffPoseError(f"expected --threads >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    settings = dict(steps=args.steps, ensemble=args.ensemble, combine=args.combine, seed=args.seed,
-                    batch_size=args.batch_size)
+    settings = dict(seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))
     if args.onnx is not None:
         predictor = Predictor.from_onnx(args.onnx, threads=args.threads, **settings)
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint, args.device, **settings)
+    warn_unused_sampling(args, predictor.samples)
     rendering = args.render is not None or args.render_frames is not None
     options = PipelineOptions(detect_every=args.detect_every, propagate=not args.no_propagate,
                               propagate_min_score=args.propagate_score, keep_images=rendering, reuse=args.reuse,
@@ -180,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
     written = consume(results, sinks)
     stats = pipeline.stats
     print(f"{stats.frames} frames, {stats.persons} persons ({stats.propagated_persons} from propagated boxes), "
-          f"{len(stats.track_ids)} track ids, {stats.fps:.2f} frames/s ({predictor.kind}, steps={predictor.steps}, "
-          f"ensemble={predictor.ensemble}, {'onnxruntime' if args.onnx is not None else predictor.device})")
+          f"{len(stats.track_ids)} track ids, {stats.fps:.2f} frames/s ({predictor.estimator.kind}, "
+          f"{predictor.sampling_summary()}, {'onnxruntime' if args.onnx is not None else predictor.device})")
     if stats.persons:
         how = "feature reuse" if pipeline.reuse else "exact crops"
         print(f"{stats.backbone_crops / stats.persons:.2f} backbone passes per person-frame ({how})")

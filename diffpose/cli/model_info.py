@@ -6,9 +6,9 @@ head (per frame). GFLOPs are multiply-accumulates / 1e9 at batch 1, counted with
 torch.utils.flop_counter.FlopCounterMode (whose count is halved), as the pose literature quotes them
 (ViTPose-B: ~17.1 GFLOPs at 256x192).
 
-With --time-train-step the command also times one training step (forward, backward and AdamW update)
-of --batch clips for DiffPose and of --batch key frames for the baseline, on random data (CUDA when
-available, else CPU with --threads threads), and prints milliseconds per step and clips per second.
+With --time-train-step the command also times one training step (forward, backward and AdamW update) of
+every model kind on --batch random clips (CUDA when available, else CPU with --threads threads), and prints
+milliseconds per step and clips per second.
 
 With --backbone-weights CKPT the checkpoint (a ViTPose .pth with a state_dict, or a raw state dict) is
 loaded into the backbone and the missing / unexpected keys are listed. The exit status is 1 when
@@ -19,11 +19,11 @@ backbone keys are missing or a shape does not match.
    "gflops": {"backbone_per_frame", "strl_per_clip", "decoder_per_step"},
    "weights": {"missing": [...], "unexpected": [...]}}
 
-Examples:
-  diffpose model-info --preset paper
+examples:
+  diffpose model-info
   diffpose model-info --preset paper --backbone-weights vitpose-b.pth --json
-  diffpose model-info --preset tiny --set model.strl.depth=4
-  diffpose model-info --preset tiny --time-train-step --batch 16 --threads 2
+  diffpose model-info --set model.strl.depth=4
+  diffpose model-info --time-train-step --batch 16 --threads 2
 """
 
 from __future__ import annotations
@@ -32,18 +32,22 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from typing import Any
 
-HELP = "parameter counts and GFLOPs of a preset; check a ViTPose backbone checkpoint"
+import torch
+from torch import nn
+
+from diffpose.checkpoint import load_checkpoint
+from diffpose.cli.args import add_config, config_from_args, positive
+from diffpose.config import Config
+from diffpose.estimators import KINDS, build_estimator
+from diffpose.models import build_backbone, load_vitpose, model_complexity, param_groups
+from diffpose.models.vitpose_io import extract_state_dict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from diffpose.config import PRESETS
-
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model preset (default: paper)")
-    parser.add_argument("--config", metavar="YAML", default=None, help="YAML overrides applied after the preset")
-    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                        help="config override such as model.strl.depth=2 (repeatable)")
+    add_config(parser)
     parser.add_argument("--backbone-weights", metavar="CKPT", default=None,
                         help="ViTPose-style checkpoint to load into the backbone and report on")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
@@ -53,30 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the timing (default: torch's)")
 
 
-def time_train_step(cfg: Any, kind: str, batch: int, repeats: int = 5) -> float:
+def time_train_step(cfg: Config, kind: str, batch: int, repeats: int = 5) -> float:
     """Mean seconds of one training step of ``kind`` on random inputs (after two warm-up steps)."""
-    import time
-
-    import torch
-
-    from diffpose.diffusion import HeatmapDiffusion, heatmap_mse, training_loss
-    from diffpose.models import build_model, param_groups
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     m = cfg.model
     torch.manual_seed(0)
-    net = build_model(dataclasses.replace(m, kind=kind), load_weights=False).to(device).train()
+    estimator = build_estimator(dataclasses.replace(cfg, model=dataclasses.replace(m, kind=kind)),
+                                load_weights=False).to(device)
+    net = estimator.net.train()
     opt = torch.optim.AdamW(param_groups(net, lr=1e-4, weight_decay=1e-4))
-    diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
-    clips = torch.randn(batch, m.num_frames, 3, *m.backbone.image_size, device=device)
-    target = torch.rand(batch, m.num_joints, *m.heatmap_size, device=device)
-    weights = torch.ones(batch, m.num_joints, device=device)
+    g = torch.Generator().manual_seed(0)
+    data = {"frames": torch.randn(batch, estimator.num_frames, 3, *m.backbone.image_size, generator=g),
+            "heatmaps": torch.rand(batch, m.num_joints, *m.heatmap_size, generator=g),
+            "weights": torch.ones(batch, m.num_joints)}
+    data = {k: v.to(device) for k, v in data.items()}
+    noise = {k: v.to(device) for k, v in estimator.training_noise(g, batch).items()}
 
     def step() -> None:
-        if kind == "diffpose":
-            loss = training_loss(net, clips, target, weights, diffusion)
-        else:
-            loss = heatmap_mse(net(clips[:, m.num_frames // 2]), target, weights)
+        loss = estimator.loss(data, noise)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -142,19 +140,12 @@ def _human(cfg: Any, preset: str, cx: Any, weights: str | None, report: Any) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch import nn
-
-    from diffpose.config import load_config
-    from diffpose.models import build_backbone, load_vitpose, model_complexity
-
-    cfg = load_config(args.preset, args.config, args.overrides)
+    positive(args.batch, "--batch")
+    cfg = config_from_args(args)
     cx = model_complexity(cfg.model)
     weights = args.backbone_weights or cfg.model.backbone.weights or None
     report = None
     if weights:
-        from diffpose.engine.checkpoint import load_checkpoint
-        from diffpose.models.vitpose_io import extract_state_dict
-
         holder = nn.Module()  # only the backbone is needed to check and load a backbone checkpoint
         holder.backbone = build_backbone(cfg.model)
         state = extract_state_dict(load_checkpoint(weights), weights)  # weights_only; pickled code is refused
@@ -169,15 +160,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_human(cfg, args.preset, cx, weights, report))
         if args.time_train_step:
-            import torch
-
             if args.threads:
-                torch.set_num_threads(args.threads)
+                torch.set_num_threads(positive(args.threads, "--threads"))
             device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
             print(f"\ntraining step, batch {args.batch} ({device}; fwd + bwd + AdamW, random data):")
-            for kind, what in (("diffpose", f"clips x {cfg.model.num_frames} frames"), ("baseline", "key frames")):
+            for kind in KINDS:
                 sec = time_train_step(cfg, kind, args.batch)
-                print(f"  {kind:<9} {sec * 1000:8.0f} ms/step  {args.batch / sec:7.1f} clips/s  ({args.batch} {what})")
+                print(f"  {kind:<9} {sec * 1000:8.0f} ms/step  {args.batch / sec:7.1f} clips/s  "
+                      f"({KINDS[kind].summary})")
     if report is not None and not report.ok:
         problems = []
         if report.missing:

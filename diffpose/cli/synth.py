@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import time
 from pathlib import Path
 
+from diffpose.cli.args import add_progress
 from diffpose.errors import DiffPoseError
 from diffpose.io_utils import check_writable
-
-HELP = "generate the SynthTrack procedural video pose benchmark (PoseTrack18 format)"
+from diffpose.synth.generate import MANIFEST, generate
+from diffpose.synth.presets import get_preset
+from diffpose.synth.preview import make_preview
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview", action="store_true", help="also write OUT_DIR/preview.png, a contact sheet "
                         "of frames (val first) with the ground truth drawn")
     parser.add_argument("--force", action="store_true", help="replace a previous SynthTrack output in OUT_DIR")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress(parser)
 
 
 def _prepare(out: Path, force: bool) -> None:
-    from diffpose.synth.generate import MANIFEST
-
     if out.exists() and not out.is_dir():
         raise DiffPoseError("exists and is not a directory", out)
     if not out.exists() or not any(out.iterdir()):
@@ -60,12 +61,6 @@ def _prepare(out: Path, force: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from diffpose.synth.generate import generate
-    from diffpose.synth.presets import get_preset
-    from diffpose.synth.preview import make_preview
-
     preset = get_preset(args.preset).with_overrides(videos=args.videos, frames=args.frames)
     if args.seed < 0:
         raise DiffPoseError(f"expected a seed >= 0, got {args.seed}", field="--seed")
@@ -75,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     _prepare(out, args.force)
     check_writable(out, folder=True)  # an unwritable OUT_DIR fails now, not after the first rendered frame
     start = time.perf_counter()
-    manifest = generate(out, preset, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    manifest = generate(out, preset, seed=args.seed, workers=args.workers, progress=not args.no_progress)
     took = time.perf_counter() - start
     for split, c in manifest["splits"].items():
         print(f"{split}: {c['videos']} videos, {c['frames']} frames ({c['labeled_frames']} labeled), "

@@ -1,7 +1,8 @@
-"""Train DiffPose (or the single-frame baseline) on a PoseTrack-layout dataset (real or SynthTrack).
+"""Train DiffPose (or another model kind, e.g. the single-frame baseline) on a PoseTrack-layout dataset.
 
-The config is a preset, then an optional YAML file, then `section.key=value` overrides, in that order;
-unknown keys and wrong types are errors. The resolved config is saved as OUT/config.yaml and inside every
+The config is a preset, then an optional YAML file, then --set KEY=VALUE overrides, in that order; unknown
+keys and wrong types are errors. model.kind chooses the model: diffpose (temporal diffusion, default) or
+baseline (single-frame heatmap regression). The resolved config is saved as OUT/config.yaml and inside every
 checkpoint. OUT/last.pt is rewritten atomically every train.checkpoint_every steps and at every epoch end;
 --resume continues from it exactly (same weights as an uninterrupted run). Metrics go to
 OUT/metrics.jsonl (and OUT/tensorboard when tensorboard is installed). The finished weights are written
@@ -13,38 +14,31 @@ Several GPUs or nodes: launch with torchrun, e.g.
 train.batch_size is the global batch, split evenly over the processes. On CPU, torchrun with gloo works too.
 
 examples:
-  diffpose train --preset tiny --data synthtrack --out runs/tiny
-  diffpose train --preset tiny --data synthtrack --out runs/tiny-base model.kind=baseline
-  diffpose train --preset tiny --data synthtrack --out runs/tiny --resume
+  diffpose train --data synthtrack --out runs/tiny
+  diffpose train --data synthtrack --out runs/tiny-base --set model.kind=baseline
+  diffpose train --data synthtrack --out runs/tiny --resume
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "train DiffPose or the single-frame baseline"
+from diffpose.cli.args import add_config, add_progress, config_from_args
+from diffpose.engine.distributed import shutdown_distributed
+from diffpose.engine.run import train_and_finish
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
-    p.add_argument("--preset", default="tiny", help="config preset: tiny (CPU-sized, default) or paper")
-    p.add_argument("--config", metavar="YAML", help="YAML file of config values (applied after the preset)")
+    add_config(p, positional_alias=True)
     p.add_argument("--data", metavar="ROOT", help="dataset root with images/ and annotations/ (= data.root)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: config, checkpoints, metrics")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--val", action="store_true", help="score the validation split at the end (AP table)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose.config import load_config
-    from diffpose.engine.distributed import shutdown_distributed
-    from diffpose.engine.run import train_and_finish
-
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.root={args.data}")
-    cfg = load_config(args.preset, args.config, overrides)
+    cfg = config_from_args(args, [f"data.root={args.data}"] if args.data else [])
     try:
         train_and_finish(cfg, args.out, resume=args.resume, validate=args.val, progress=not args.no_progress)
     finally:

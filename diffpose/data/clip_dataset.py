@@ -23,12 +23,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from diffpose.codec import HeatmapCodec
+from diffpose.data.crops import IMAGENET_MEAN, IMAGENET_STD, crop_image, normalise, normalise_crop
 from diffpose.data.images import check_frames_exist, read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Detection, Video
@@ -45,8 +45,8 @@ from diffpose.data.transforms import (
 )
 from diffpose.errors import DataFormatError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ClipDataset", "ClipItem", "FrameReader", "detection_items", "gt_items",
+           "load_split", "normalise"]
 
 
 def load_split(root: str | Path, split: str) -> list[Video]:
@@ -59,11 +59,6 @@ def load_split(root: str | Path, split: str) -> list[Video]:
     if not files:
         raise DataFormatError("no *.json annotation files", folder)
     return [read_posetrack18(f) for f in files]
-
-
-def normalise(image_rgb01: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` RGB in [0, 1] -> ``(3, H, W)`` ImageNet-normalised float32."""
-    return ((image_rgb01 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)  # (3, H, W)
 
 
 class FrameReader:
@@ -203,12 +198,11 @@ class ClipDataset(Dataset):
         frames = []
         for off in self.offsets:
             frame = video.frames[min(max(item.frame + off, 0), last)]
-            image = cv2.warpAffine(self.reader(frame.file_name), mat, (crop_w, crop_h), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-            image = image.astype(np.float32) / 255.0  # (H, W, 3)
-            if self.augment is not None:
-                image = colour_jitter(image, aug)
-            frames.append(normalise(image))
+            patch = crop_image(self.reader(frame.file_name), mat, (crop_w, crop_h))  # (H, W, 3) uint8
+            if self.augment is None:
+                frames.append(normalise_crop(patch))  # (3, H, W), as diffpose infer crops
+            else:
+                frames.append(normalise(colour_jitter(patch.astype(np.float32) / 255.0, aug)))  # (3, H, W)
         num_joints = video.layout.num_joints
         keypoints = np.zeros((num_joints, 2))
         visible = np.zeros(num_joints, dtype=bool)

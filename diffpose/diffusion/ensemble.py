@@ -25,11 +25,10 @@ from typing import Any
 import torch
 
 from diffpose.codec import HeatmapCodec
+from diffpose.config import COMBINE_MODES
 from diffpose.diffusion.sampler import ddim_sample
 from diffpose.diffusion.schedule import HeatmapDiffusion
 from diffpose.errors import DiffPoseError
-
-COMBINE_MODES = ("mean", "median")
 
 
 @dataclass
@@ -55,8 +54,12 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
     """Combine ``(B, K, J, H, W)`` heatmaps in ``[0, 1]`` into a :class:`PoseSamples`."""
     if combine not in COMBINE_MODES:
         raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
-                            field="diffusion.combine")
+                            field="sampling.combine")
     b, k, j, h, w = hyp_heatmaps.shape
+    if k == 1:  # one hypothesis: it is the combination (no second decode), spread 0
+        keypoints, scores = codec.decode(hyp_heatmaps[:, 0])  # (B, J, 2), (B, J)
+        return PoseSamples(heatmaps=hyp_heatmaps[:, 0], keypoints=keypoints, scores=scores,
+                           hypotheses_keypoints=keypoints[:, None], uncertainty=torch.zeros_like(scores))
     hyp_kp, hyp_scores = codec.decode(hyp_heatmaps.reshape(b * k, j, h, w))  # (B*K, J, 2), (B*K, J)
     hyp_kp = hyp_kp.reshape(b, k, j, 2)  # (B, K, J, 2)
     hyp_scores = hyp_scores.reshape(b, k, j)  # (B, K, J)
@@ -91,10 +94,10 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     if (clips is None) == (cond is None):
         raise DiffPoseError("give exactly one of clips and cond", field="clips")
     if hypotheses < 1:
-        raise DiffPoseError(f"hypotheses must be >= 1, got {hypotheses}", field="diffusion.ensemble")
+        raise DiffPoseError(f"hypotheses must be >= 1, got {hypotheses}", field="sampling.ensemble")
     if combine not in COMBINE_MODES:
         raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
-                            field="diffusion.combine")
+                            field="sampling.combine")
     if cond is None:
         cond = net.encode_condition(clips)  # (B, C, h, w)
     b, k = cond.shape[0], hypotheses
@@ -110,10 +113,10 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     return combine_hypotheses(hyp, codec, combine)
 
 
-def sample_from_config(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, diffusion_cfg: Any,
+def sample_from_config(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, sampling: Any,
                        clips: torch.Tensor | None = None, cond: torch.Tensor | None = None,
                        generator: torch.Generator | None = None) -> PoseSamples:
-    """:func:`sample_poses` with ``steps``, ``eta``, ``ensemble`` and ``combine`` from a ``DiffusionConfig``."""
-    return sample_poses(net, diffusion, codec, clips=clips, cond=cond, steps=diffusion_cfg.steps,
-                        eta=diffusion_cfg.eta, hypotheses=diffusion_cfg.ensemble, combine=diffusion_cfg.combine,
-                        generator=generator)
+    """:func:`sample_poses` with ``steps``, ``eta``, ``ensemble`` and ``combine`` from a
+    :class:`~diffpose.config.SamplingConfig`."""
+    return sample_poses(net, diffusion, codec, clips=clips, cond=cond, steps=sampling.steps, eta=sampling.eta,
+                        hypotheses=sampling.ensemble, combine=sampling.combine, generator=generator)

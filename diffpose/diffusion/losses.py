@@ -9,13 +9,15 @@ raw output). Normalisation follows mmpose's ``JointsMSELoss`` without its factor
 
 so an invisible joint contributes zero and does not change the denominator.
 
-:func:`training_loss` is one training step's loss for a DiffPose network: ``t ~ U{0..T-1}`` per
-sample, ``x_t = q_sample(encode(target), t, eps)``, ``x0_hat = net(clips, x_t, t)``.
+:func:`training_noise` draws ``t ~ U{0..T-1}`` (optionally with extra samples at ``T-1``) and the noise of a
+batch; :func:`training_loss` is the loss of a denoising network given those draws:
+``x_t = q_sample(encode(target), t, eps)``, ``x0_hat = denoise(x_t, t)``. It is the only implementation of
+the diffusion training loss: the DiffPose estimator (what ``diffpose train`` runs) calls it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
@@ -62,37 +64,43 @@ def sample_timesteps(batch: int, timesteps: int, generator: torch.Generator | No
     return t.to(device)
 
 
-def training_loss(net: Any, clips: torch.Tensor, target_heatmaps: torch.Tensor, target_weights: torch.Tensor,
-                  diffusion: HeatmapDiffusion, generator: torch.Generator | None = None,
-                  joint_weights: torch.Tensor | None = None, return_prediction: bool = False,
-                  pure_noise: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Loss of one batch for a DiffPose network.
+def training_noise(batch: int, shape: tuple[int, ...], diffusion: HeatmapDiffusion,
+                   generator: torch.Generator | None = None, pure_noise: float = 0.0) -> dict[str, torch.Tensor]:
+    """The random draws of one training batch, on the CPU: ``t (B,)`` (see :func:`sample_timesteps`), then
+    ``noise (B, *shape)``, in that order from ``generator``.
+
+    Drawing a whole global batch from one generator and slicing it per process makes N processes see exactly
+    the draws one process would (the trainer's DDP parity).
+    """
+    t = sample_timesteps(batch, diffusion.timesteps, generator, "cpu", pure_noise)  # (B,)
+    noise = randn((batch, *shape), generator, "cpu")  # (B, J, H, W)
+    return {"t": t, "noise": noise}
+
+
+def training_loss(denoise_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target_heatmaps: torch.Tensor,
+                  target_weights: torch.Tensor, diffusion: HeatmapDiffusion, t: torch.Tensor, noise: torch.Tensor,
+                  joint_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diffusion training loss of one batch (method §3): noise the targets to step ``t``, predict x0.
+
+    ``x_t = q_sample(encode(target), t, noise)``, ``x0_hat = denoise_fn(x_t, t)`` (signal space), and the
+    loss is :func:`heatmap_mse` of ``decode(x0_hat)`` against the target, computed in float32.
 
     Args:
-        net: a :class:`~diffpose.models.DiffPoseNet` (or a DDP wrapper of one): ``net(clips, x_t, t)``
-            must return ``x0_hat`` in signal space.
-        clips: ``(B, T, 3, H_in, W_in)`` normalised crops.
+        denoise_fn: ``(x_t (B, J, H, W), t (B,)) -> x0_hat (B, J, H, W)``, e.g. ``lambda x_t, t: net(clips, x_t, t)``.
         target_heatmaps: ``(B, J, H, W)`` key-frame heatmaps in ``[0, 1]`` (from the codec).
         target_weights: ``(B, J)``.
         diffusion: the schedule and signal transform.
-        generator: optional ``torch.Generator`` for ``t`` and the noise (reproducible steps).
+        t, noise: ``(B,)`` steps and ``(B, J, H, W)`` noise (from :func:`training_noise`).
         joint_weights: optional ``(J,)`` per-joint loss factors.
-        return_prediction: also return the decoded prediction ``(B, J, H, W)`` in ``[0, 1]`` scale (detached).
 
     Returns:
-        the scalar loss (and the prediction when asked).
+        ``(loss, prediction)``: the scalar loss and the decoded prediction ``(B, J, H, W)`` (detached).
     """
-    b = target_heatmaps.shape[0]
-    if clips.shape[0] != b:
-        raise DiffPoseError(f"{clips.shape[0]} clips but {b} target heatmaps", field="clips")
-    device = target_heatmaps.device
-    t = sample_timesteps(b, diffusion.timesteps, generator, device, pure_noise)  # (B,)
-    noise = randn(tuple(target_heatmaps.shape), generator, device, target_heatmaps.dtype)  # (B, J, H, W)
+    if t.shape[0] != target_heatmaps.shape[0] or noise.shape != target_heatmaps.shape:
+        raise DiffPoseError(f"t {tuple(t.shape)} and noise {tuple(noise.shape)} do not fit targets "
+                            f"{tuple(target_heatmaps.shape)}", field="noise")
     x0 = diffusion.signal.encode(target_heatmaps)  # (B, J, H, W)
     x_t = diffusion.q_sample(x0, t, noise)  # (B, J, H, W)
-    x0_hat = net(clips, x_t, t)  # (B, J, H, W), signal space
-    pred = diffusion.signal.decode(x0_hat)  # (B, J, H, W), heatmap space (unclamped: keeps gradients)
-    loss = heatmap_mse(pred, target_heatmaps, target_weights, joint_weights)
-    if return_prediction:
-        return loss, pred.detach()
-    return loss
+    x0_hat = denoise_fn(x_t, t)  # (B, J, H, W), signal space
+    pred = diffusion.signal.decode(x0_hat.float())  # (B, J, H, W), heatmap space (unclamped: keeps gradients)
+    return heatmap_mse(pred, target_heatmaps, target_weights, joint_weights), pred.detach()

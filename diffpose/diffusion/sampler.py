@@ -28,7 +28,7 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def ddim_time_pairs(timesteps: int, steps: int) -> list[tuple[int, int]]:
     """``[(t, t_next), ...]`` from ``T-1`` down to ``-1`` in ``steps`` pairs."""
     if not 1 <= steps <= timesteps:
-        raise DiffPoseError(f"sampling steps must be in 1..{timesteps}, got {steps}", field="diffusion.steps")
+        raise DiffPoseError(f"sampling steps must be in 1..{timesteps}, got {steps}", field="sampling.steps")
     times = torch.linspace(-1, timesteps - 1, steps + 1).int().tolist()[::-1]
     return list(zip(times[:-1], times[1:]))
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from diffpose.checkpoint import resolve_device
 from diffpose.errors import DiffPoseError
 
 
@@ -36,21 +37,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA (this process's GPU) if available, else CPU; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DiffPoseError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)", field="train.device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DiffPoseError(f"device {name!r} requested but CUDA is not available", field="train.device")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
 
 
 def init_distributed(device_name: str = "auto") -> DistContext:

@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from diffpose.checkpoint import save_checkpoint
 from diffpose.config import Config, config_to_dict
-from diffpose.engine.checkpoint import save_checkpoint
+from diffpose.engine.tester import evaluate_split
 from diffpose.engine.trainer import Trainer, TrainResult
+from diffpose.estimators import Predictor, load_estimator
 from diffpose.io_utils import atomic_write_text
 
 
@@ -28,14 +32,12 @@ def train_and_finish(cfg: Config, out_dir: str | Path, resume: bool = False, val
     if trainer.ctx.is_main:
         final = write_final(trainer, out_dir / "final.pt")
         if validate:
-            from diffpose.engine.tester import evaluate_model, load_model
-
-            model, loaded_cfg = load_model(final, trainer.ctx.device)
-            ap = evaluate_model(model, loaded_cfg, cfg.data.root, cfg.data.val_split, out_dir / "val",
-                                steps=cfg.diffusion.steps, ensemble=cfg.diffusion.ensemble,
-                                combine=cfg.diffusion.combine, device=trainer.ctx.device, progress=progress)
+            predictor = Predictor(load_estimator(final, trainer.ctx.device), trainer.ctx.device)
+            with torch.inference_mode():
+                ap = evaluate_split(predictor, cfg.data.root, cfg.data.val_split, out_dir / "val",
+                                    progress=progress)
             val = ap.to_json()
-            print(f"validation AP ({ap.frames_evaluated} frames):")
+            print(f"validation AP ({ap.frames_evaluated} frames, {predictor.sampling_summary()}):")
             print(ap.table())
         summary = {"steps": result.steps, "train_seconds": round(result.seconds, 1),
                    "samples_per_second": round(result.samples_per_second, 2), "final_loss": result.final_loss,

@@ -4,10 +4,10 @@ The same code runs one CPU process, one GPU, or N processes under ``torchrun`` (
 Per optimiser step:
 
 1. every process takes its contiguous share of the global batch (:class:`EpochBatchSampler`);
-2. DiffPose: ``t`` and the noise of the *whole* global batch are drawn from a generator seeded by
-   ``(seed, step)`` and each process slices its share, so N processes compute exactly the gradients of one
-   process on the whole batch; ``x_t = q_sample(encode(H), t, eps)``, ``x0_hat = net(clips, x_t, t)``,
-   loss = visibility-weighted MSE in heatmap space. Baseline: ``net(key frame)`` against the same targets;
+2. the random draws of the *whole* global batch (``estimator.training_noise``: for DiffPose ``t`` and the
+   noise) come from a generator seeded by ``(seed, step)`` and each process slices its share, so N processes
+   compute exactly the gradients of one process on the whole batch; the loss is the estimator's own
+   (``estimator.loss``), whatever the model kind;
 3. AdamW (backbone lr or layer decay), linear warm-up + cosine decay, gradient clipping, optional EMA,
    mixed precision on CUDA.
 
@@ -18,6 +18,7 @@ so a killed run resumed with ``--resume`` ends with the same weights as one neve
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +28,17 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from diffpose.codec import HeatmapCodec
+from diffpose.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from diffpose.config import Config, config_to_dict, save_config
 from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
 from diffpose.data.images import opencv_before_fork
 from diffpose.data.transforms import Augmentation
-from diffpose.diffusion import HeatmapDiffusion, heatmap_mse, sample_timesteps
-from diffpose.engine.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from diffpose.engine.distributed import DistContext, EpochBatchSampler, all_reduce_mean, init_distributed
+from diffpose.engine.tester import evaluate_split
 from diffpose.engine.training_utils import MetricsLog, ModelEMA, warmup_cosine
 from diffpose.errors import DiffPoseError
+from diffpose.estimators import PoseEstimator, Predictor, build_estimator
 from diffpose.io_utils import ensure_dir
-from diffpose.models import build_model
 from diffpose.models.optim import param_groups
 
 
@@ -57,22 +57,9 @@ class TrainResult:
 RESUME_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "step", "epoch", "rng")
 
 
-def clip_offsets(cfg: Config) -> tuple[int, ...]:
-    """Frame offsets of the clips: the configured ones for DiffPose, just the key frame for the baseline."""
-    offsets = tuple(cfg.data.frame_offsets)
-    if cfg.model.kind == "baseline":
-        return (0,)
-    if len(offsets) != cfg.model.num_frames or 0 not in offsets:
-        raise DiffPoseError(f"data.frame_offsets {offsets} must hold model.num_frames={cfg.model.num_frames} "
-                            "offsets including 0", field="data.frame_offsets")
-    return offsets
-
-
-def step_noise(cfg: Config, step: int, batch: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``t (B,)`` and ``noise (B, J, H, W)`` of the whole global batch at ``step``, on the CPU."""
-    g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
-    t = sample_timesteps(batch, cfg.diffusion.timesteps, g, "cpu", cfg.diffusion.train_pure_noise)
-    return t, torch.randn((batch, *shape), generator=g)
+def step_generator(cfg: Config, step: int) -> torch.Generator:
+    """The CPU generator of the random draws of optimiser step ``step`` (same in every process)."""
+    return torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
 
 
 def quiet_worker(_: int) -> None:
@@ -91,22 +78,23 @@ class Trainer:
         if not cfg.data.root:
             raise DiffPoseError("no dataset root given (data.root or --data)", field="data.root")
         torch.manual_seed(cfg.train.seed)
-        self.codec = HeatmapCodec.from_model_config(cfg.model)
         videos = load_split(cfg.data.root, cfg.data.train_split)
         items = gt_items(videos)
         if not items:
             split = cfg.data.train_split
             raise DiffPoseError(f"no training samples: no labelled frame of split {split!r} has a person with a "
                                 "labelled joint", Path(cfg.data.root) / "annotations" / split)
-        self.dataset = ClipDataset(videos, cfg.data.root, items, self.codec, clip_offsets(cfg),
-                                   cfg.data.box_enlarge, Augmentation(), seed=cfg.train.seed)
         if cfg.train.val_every > 0:
             load_split(cfg.data.root, cfg.data.val_split)  # periodic validation: a missing split fails now
+        self.estimator: PoseEstimator = build_estimator(cfg)
+        self.model = self.estimator.net
+        # checks that every frame the clips need exists: a half-downloaded dataset fails before the run folder is made
+        self.dataset = ClipDataset(videos, cfg.data.root, items, self.estimator.codec, self.estimator.offsets,
+                                   cfg.data.box_enlarge, Augmentation(), seed=cfg.train.seed)
         if self.ctx.is_main:
-            ensure_dir(self.out_dir)  # fail before building the model when the run folder cannot be made
+            ensure_dir(self.out_dir)
+        self.estimator.to(self.ctx.device)
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.train.batch_size, self.ctx, cfg.train.seed)
-        self.model = build_model(cfg.model).to(self.ctx.device)
-        self.diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
         bb = cfg.model.backbone
         groups = param_groups(self.model, cfg.train.lr, cfg.train.weight_decay, cfg.train.backbone_lr, bb.layer_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
@@ -184,20 +172,13 @@ class Trainer:
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of this process's share of the current global batch."""
         dev = self.ctx.device
-        frames = batch["frames"].to(dev, non_blocking=True)  # (b, T, 3, H, W)
-        target = batch["heatmaps"].to(dev, non_blocking=True)  # (b, J, Hh, Wh)
-        weights = batch["weights"].to(dev, non_blocking=True)  # (b, J)
+        local = {k: batch[k].to(dev, non_blocking=True) for k in ("frames", "heatmaps", "weights")}
+        b = local["frames"].shape[0]  # (b, T, 3, H, W): this process's share
+        lo = self.ctx.rank * b
+        draws = self.estimator.training_noise(step_generator(self.cfg, self.step), self.cfg.train.batch_size)
+        noise = {k: v[lo:lo + b].to(dev) for k, v in draws.items()}  # this process's rows of the global draws
         with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            if self.cfg.model.kind == "baseline":
-                pred = self.net(frames[:, 0])  # (b, J, Hh, Wh)
-            else:
-                b = frames.shape[0]
-                t_all, noise_all = step_noise(self.cfg, self.step, self.cfg.train.batch_size, tuple(target.shape[1:]))
-                lo = self.ctx.rank * b
-                t, noise = t_all[lo:lo + b].to(dev), noise_all[lo:lo + b].to(dev)  # (b,), (b, J, Hh, Wh)
-                x_t = self.diffusion.q_sample(self.diffusion.signal.encode(target), t, noise)  # (b, J, Hh, Wh)
-                pred = self.diffusion.signal.decode(self.net(frames, x_t, t))  # (b, J, Hh, Wh) heatmap space
-        return heatmap_mse(pred.float(), target, weights)
+            return self.estimator.loss(local, noise, forward=self.net)["loss"]
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         self.net.train()
@@ -243,17 +224,13 @@ class Trainer:
         done = self.epoch + 1  # epochs completed
         if every <= 0 or done % every or self.step >= self.total_steps or not self.ctx.is_main:
             return
-        import copy
-
-        from diffpose.engine.tester import evaluate_model
-
-        model = copy.deepcopy(self.model)
+        estimator = build_estimator(self.cfg, load_weights=False, net=copy.deepcopy(self.model))
         if self.ema is not None:
-            model.load_state_dict(self.ema.state_dict())
-        d = self.cfg.diffusion
-        result = evaluate_model(model.eval(), self.cfg, self.cfg.data.root, self.cfg.data.val_split,
-                                self.out_dir / f"val_epoch{done}", steps=d.steps, ensemble=d.ensemble,
-                                combine=d.combine, device=self.ctx.device)
+            estimator.net.load_state_dict(self.ema.state_dict())
+        predictor = Predictor(estimator, self.ctx.device)
+        with torch.inference_mode():
+            result = evaluate_split(predictor, self.cfg.data.root, self.cfg.data.val_split,
+                                    self.out_dir / f"val_epoch{done}")
         values = {"val_total": result.total}
         if result.occluded is not None:
             values["val_occluded"] = result.occluded.groups()["Total"]

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from diffpose.data.posetrack17 import posetrack17_from_dict
+from diffpose.data.posetrack18 import posetrack18_videos_from_dict
 from diffpose.data.records import Frame, Person, Video
 from diffpose.data.validate import load_json
 from diffpose.errors import DataFormatError
@@ -60,11 +62,7 @@ def read_video_for_eval(path: Path) -> Video:
     """Read a GT or prediction file (PoseTrack18/21 JSON, or PoseTrack17 annolist JSON)."""
     data = load_json(path)
     if isinstance(data, dict) and "annolist" in data:
-        from diffpose.data.posetrack17 import posetrack17_from_dict
-
         return posetrack17_from_dict(data, path)
-    from diffpose.data.posetrack18 import posetrack18_videos_from_dict
-
     videos = posetrack18_videos_from_dict(data, path)
     if len(videos) > 1:
         raise DataFormatError(f"holds frames of {len(videos)} videos; poseval evaluates one video per file "

@@ -12,11 +12,12 @@ Python API::
             person.keypoints, person.scores, person.uncertainty, person.box, person.track_id
 
 Modules: :mod:`~diffpose.inference.sources` (video file, frame folder, PoseTrack sequence),
-:mod:`~diffpose.inference.boxes` (box providers, propagation), :mod:`~diffpose.inference.predictor`,
+:mod:`~diffpose.inference.boxes` (box providers, propagation), :class:`Predictor` (from :mod:`diffpose.estimators`),
 :mod:`~diffpose.inference.pipeline` (the frame window), :mod:`~diffpose.inference.tracking`,
 :mod:`~diffpose.inference.outputs` (PoseTrack18 / COCO files), :mod:`~diffpose.inference.render`.
 """
 
+from diffpose.estimators import PersonPose, Predictor
 from diffpose.inference.boxes import (
     Boxes,
     CallableDetector,
@@ -28,7 +29,6 @@ from diffpose.inference.boxes import (
 )
 from diffpose.inference.outputs import CocoResultsWriter, PoseTrackWriter, consume, person_record
 from diffpose.inference.pipeline import FrameResult, PipelineOptions, PipelineStats, StreamingPipeline
-from diffpose.inference.predictor import PersonPose, Predictor
 from diffpose.inference.render import FrameFolderRenderer, VideoRenderer, draw_poses, track_colour
 from diffpose.inference.sources import (
     FolderSource,

@@ -31,7 +31,7 @@ import numpy as np
 from diffpose.data.detections import read_detections
 from diffpose.data.transforms import box_from_keypoints
 from diffpose.errors import DiffPoseError
-from diffpose.inference.predictor import PersonPose
+from diffpose.estimators import PersonPose
 from diffpose.inference.sources import SourceFrame
 
 

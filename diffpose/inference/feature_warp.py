@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from diffpose.data.transforms import invert_affine
+from diffpose.models.vit import token_grid
 
 PADDING_MODES = ("border", "zeros")
 
@@ -57,8 +58,6 @@ class TokenGeometry:
     @classmethod
     def from_model_config(cls, model_cfg: object) -> TokenGeometry:
         """From a :class:`~diffpose.config.ModelConfig` (``backbone.patch_size``, ``patch_padding``, ``image_size``)."""
-        from diffpose.models.vit import token_grid
-
         bb = model_cfg.backbone  # type: ignore[attr-defined]
         h_in, w_in = (int(v) for v in bb.image_size)
         grid = token_grid((h_in, w_in), int(bb.patch_size), int(bb.patch_padding))

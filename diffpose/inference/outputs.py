@@ -28,8 +28,8 @@ from diffpose.data.coco import write_coco_results
 from diffpose.data.posetrack18 import categories_for, write_posetrack18
 from diffpose.data.records import Frame, Person, Video
 from diffpose.errors import DiffPoseError
+from diffpose.estimators import PersonPose
 from diffpose.inference.pipeline import FrameResult
-from diffpose.inference.predictor import PersonPose
 from diffpose.io_utils import check_writable
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
 

@@ -38,10 +38,10 @@ import numpy as np
 
 from diffpose.data.records import Frame
 from diffpose.errors import DiffPoseError
+from diffpose.estimators import PersonPose, Predictor
 from diffpose.inference.boxes import Boxes, BoxProvider, propagate_boxes, sanitize_boxes
 from diffpose.inference.feature_cache import CacheEntry, FeatureCache
 from diffpose.inference.feature_warp import TokenGeometry
-from diffpose.inference.predictor import PersonPose, Predictor
 from diffpose.inference.sources import FrameSource, SourceFrame
 from diffpose.inference.tracking import Tracker
 
@@ -76,7 +76,7 @@ class PipelineOptions:
     propagate_scale: float = 1.3  # propagated box = keypoint box scaled about its centre
     max_frames_per_batch: int = 8  # frames pending at most before the model runs
     keep_images: bool = False  # attach each frame's image to its result (rendering)
-    reuse: bool = False  # feature reuse: one backbone pass per person crop of a frame (DiffPose only)
+    reuse: bool = False  # feature reuse: one backbone pass per person crop of a frame (models of >1 frame)
     reuse_min_iou: float = 0.5  # a neighbour crop is reused when its region's IoU with the key crop's is >= this
 
 
@@ -125,7 +125,7 @@ class StreamingPipeline:
         self.options = options or PipelineOptions()
         if self.options.detect_every < 1:
             raise DiffPoseError(f"expected detect_every >= 1, got {self.options.detect_every}", field="--detect-every")
-        self.reuse = self.options.reuse and predictor.kind != "baseline"
+        self.reuse = self.options.reuse and len(predictor.offsets) > 1  # one-frame clips have nothing to reuse
         self.cache = FeatureCache(TokenGeometry.from_model_config(predictor.cfg.model), self.options.reuse_min_iou)
         self.stats = PipelineStats()
 

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from diffpose.errors import DiffPoseError
+from diffpose.estimators import PersonPose
 from diffpose.inference.pipeline import FrameResult
-from diffpose.inference.predictor import PersonPose
 from diffpose.io_utils import atomic_write_bytes, check_writable
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
 

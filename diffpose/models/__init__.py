@@ -1,18 +1,21 @@
 """The networks: ViT backbone, STRL, Pose-Decoder with LMSFI, DiffPose wiring and the single-frame baseline.
 
-Nothing here imports :mod:`diffpose.diffusion` or the data layer: the networks take tensors and a step
-number, and know nothing of noise schedules (the sampler drives ``denoise(x_t, t, cond)``).
+Nothing here imports :mod:`diffpose.diffusion`, the estimators or the data layer: the networks take tensors
+and a step number, and know nothing of noise schedules, codecs or losses (the estimators drive them).
 
-* :func:`build_model` -- ``cfg.model`` -> :class:`DiffPoseNet` or :class:`BaselineNet`
+* :class:`ClipNetwork` -- what every network offers (per-frame features, one condition per clip)
+* :class:`DiffPoseNet` (denoising head) and :class:`BaselineNet` (regression head), each with ``from_config``
 * :func:`load_vitpose` / :class:`LoadReport` -- original ViTPose checkpoints, strict shape check
 * :func:`param_groups` / :func:`freeze_backbone` -- optimiser groups with layer-wise lr decay
 * :func:`model_complexity` -- parameter counts and GFLOPs (MACs) per part
 """
 
-from diffpose.models.baseline import BaselineNet, ViTPoseHead
-from diffpose.models.build import MODEL_KINDS, build_backbone, build_model, check_geometry
+from diffpose.models.baseline import BaselineNet
+from diffpose.models.build import build_backbone, build_decoder, build_head, build_strl, check_geometry
 from diffpose.models.complexity import Complexity, count_gflops, count_params, model_complexity
 from diffpose.models.diffpose import DiffPoseNet
+from diffpose.models.heads import ViTPoseHead
+from diffpose.models.network import ClipNetwork
 from diffpose.models.optim import freeze_backbone, param_groups
 from diffpose.models.pose_decoder import ConditionPyramid, PoseDecoder
 from diffpose.models.strl import STRL
@@ -20,7 +23,8 @@ from diffpose.models.vit import ViT
 from diffpose.models.vitpose_io import LoadReport, load_vitpose, read_state_dict
 
 __all__ = [
-    "MODEL_KINDS", "STRL", "BaselineNet", "Complexity", "ConditionPyramid", "DiffPoseNet", "LoadReport",
-    "PoseDecoder", "ViT", "ViTPoseHead", "build_backbone", "build_model", "check_geometry", "count_gflops",
-    "count_params", "freeze_backbone", "load_vitpose", "model_complexity", "param_groups", "read_state_dict",
+    "STRL", "BaselineNet", "ClipNetwork", "Complexity", "ConditionPyramid", "DiffPoseNet", "LoadReport",
+    "PoseDecoder", "ViT", "ViTPoseHead", "build_backbone", "build_decoder", "build_head", "build_strl",
+    "check_geometry", "count_gflops", "count_params", "freeze_backbone", "load_vitpose", "model_complexity",
+    "param_groups", "read_state_dict",
 ]  # fmt: skip

@@ -31,7 +31,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffpose.config import ModelConfig
-from diffpose.models.build import MODEL_KINDS, build_head, check_geometry
+from diffpose.models.build import build_head, check_geometry
+from diffpose.models.diffpose import DiffPoseNet
 
 FLOPS_PER_MAC = 2  # FlopCounterMode counts a multiply-add as 2 FLOPs
 
@@ -64,10 +65,10 @@ class Complexity:
 
 def model_complexity(cfg: ModelConfig) -> Complexity:
     """Parameter counts and GFLOPs of DiffPose's parts and of the baseline head for ``cfg`` (meta device)."""
-    cfg = replace(cfg, kind="diffpose", backbone=replace(cfg.backbone, weights="", freeze=False))
+    cfg = replace(cfg, backbone=replace(cfg.backbone, weights="", freeze=False))
     grid = check_geometry(cfg)
     with torch.device("meta"):
-        net = MODEL_KINDS["diffpose"](cfg)
+        net = DiffPoseNet.from_config(cfg)
         head = build_head(cfg)
         h_in, w_in = cfg.backbone.image_size
         frame = torch.empty(1, 3, h_in, w_in)

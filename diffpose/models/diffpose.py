@@ -19,13 +19,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from diffpose.errors import DiffPoseError
+from diffpose.config import ModelConfig
+from diffpose.models.build import build_backbone, build_decoder, build_strl, check_geometry
+from diffpose.models.network import ClipNetwork
 from diffpose.models.pose_decoder import ConditionPyramid, PoseDecoder
 from diffpose.models.strl import STRL
-from diffpose.models.vit import ViT
 
 
-class DiffPoseNet(nn.Module):
+class DiffPoseNet(ClipNetwork):
     """Backbone (per frame, shared weights) -> STRL (per clip) -> Pose-Decoder (per denoising step).
 
     Args:
@@ -35,47 +36,25 @@ class DiffPoseNet(nn.Module):
         num_joints, num_frames: ``J`` and ``T``; heatmap_size: ``(H, W)``.
     """
 
-    def __init__(self, backbone: ViT, strl: STRL, decoder: PoseDecoder, num_joints: int, num_frames: int,
+    def __init__(self, backbone: nn.Module, strl: STRL, decoder: PoseDecoder, num_joints: int, num_frames: int,
                  heatmap_size: tuple[int, int]):
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone, num_joints, num_frames, heatmap_size)
         self.strl = strl
         self.decoder = decoder
-        self.num_joints = num_joints
-        self.num_frames = num_frames
-        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))  # (H, W)
-        self.backbone_frozen = False
 
-    def train(self, mode: bool = True) -> DiffPoseNet:
-        """As ``nn.Module.train``, but a frozen backbone stays in eval mode (no stochastic depth)."""
-        super().train(mode)
-        if self.backbone_frozen:
-            self.backbone.eval()
-        return self
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> DiffPoseNet:
+        """The network of ``cfg`` (random initialisation)."""
+        grid = check_geometry(cfg)
+        return cls(build_backbone(cfg), build_strl(cfg, grid), build_decoder(cfg), cfg.num_joints, cfg.num_frames,
+                   cfg.heatmap_size)
 
     # ------------------------------------------------------------------------------------------
     # Per clip
     # ------------------------------------------------------------------------------------------
-    def backbone_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames (B*T, 3, H_in, W_in)`` -> ``(B*T, D, h, w)`` (no gradient when the backbone is frozen)."""
-        if frames.ndim != 4 or frames.shape[1] != 3:
-            raise DiffPoseError(f"expected frames (N, 3, H, W), got {tuple(frames.shape)}", field="frames")
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
-            return self.backbone(frames)  # (B*T, D, h, w)
-
     def condition_from_features(self, feats: torch.Tensor) -> torch.Tensor:
         """``feats (B, T, D, h, w)`` -> condition ``(B, C, h, w)`` (STRL)."""
         return self.strl(feats)  # (B, C, h, w)
-
-    def encode_condition(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames (B, T, 3, H_in, W_in)`` -> condition ``(B, C, h, w)``: backbone per frame, then STRL."""
-        if frames.ndim != 5 or frames.shape[1] != self.num_frames or frames.shape[2] != 3:
-            raise DiffPoseError(f"expected clips (B, T={self.num_frames}, 3, H, W), got {tuple(frames.shape)}",
-                                field="frames")
-        b, t = frames.shape[:2]
-        feats = self.backbone_features(frames.flatten(0, 1))  # (B*T, D, h, w)
-        feats = feats.reshape(b, t, *feats.shape[1:])  # (B, T, D, h, w)
-        return self.condition_from_features(feats)  # (B, C, h, w)
 
     def prepare(self, cond: torch.Tensor) -> ConditionPyramid:
         """``cond (B, C, h, w)`` -> the decoder's x_t-independent condition pyramid (once per clip)."""

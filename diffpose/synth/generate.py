@@ -25,11 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from diffpose.data.images import opencv_before_fork
 from diffpose.data.posetrack18 import categories_for, write_posetrack18
 from diffpose.data.records import Frame, Person, Video
+from diffpose.errors import DiffPoseError
 from diffpose.io_utils import atomic_write_bytes, atomic_write_json
 from diffpose.keypoints import POSETRACK18
 from diffpose.synth.presets import SYNTHTRACK_VERSION, SynthPreset
+from diffpose.synth.video import simulate
 
 SPLITS = ("train", "val")
 SPLIT_CODE = {"train": 0, "val": 1}
@@ -103,8 +106,6 @@ def _assign_tracks(frames: list[Frame], owners: list[list[int]]) -> None:
 
 def generate_video(job: VideoJob) -> VideoSummary:
     """Render one video and write its JPEGs and PoseTrack18 JSON. Runs in a worker process."""
-    from diffpose.synth.video import simulate
-
     preset = job.preset
     name = sequence_name(job.split, job.number)
     root = Path(job.out_dir)
@@ -144,8 +145,6 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
     from tqdm import tqdm
 
     if seed < 0:
-        from diffpose.errors import DiffPoseError
-
         raise DiffPoseError(f"expected a seed >= 0, got {seed}", field="--seed")
     out = Path(out_dir)
     n_val = preset.val_videos()
@@ -164,8 +163,6 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
         finally:
             cv2.setNumThreads(threads)
     else:
-        from diffpose.data.images import opencv_before_fork
-
         threads = cv2.getNumThreads()
         opencv_before_fork()  # the workers inherit a single-threaded OpenCV
         try:

@@ -1,4 +1,6 @@
-"""Checkpoints that survive crashes: everything needed to resume bit-for-bit, written atomically.
+"""Checkpoint files and the device they load onto (low level: used by the estimators, engine, export, CLI).
+
+Checkpoints survive crashes: everything needed to resume bit-for-bit, written atomically.
 
 A training checkpoint is a plain dict of tensors and Python primitives, saved with ``torch.save`` to a
 temporary file and renamed over the target (a kill, a full disk or a power cut leaves the previous
@@ -8,6 +10,8 @@ pickled code is refused.
 Keys: ``format`` (version tag), ``config`` (the resolved config dict), ``model`` (state dict), and for
 training checkpoints ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``step``, ``epoch``,
 ``rng`` (torch CPU/CUDA generator states and the trainer's noise generator), ``metrics``.
+
+:func:`resolve_device` turns ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device``.
 """
 
 from __future__ import annotations
@@ -101,3 +105,18 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
         torch.cuda.set_rng_state_all(state["cuda"])
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"])
+
+
+def resolve_device(name: str, local_rank: int = 0, field: str = "train.device") -> torch.device:
+    """``"auto"`` -> CUDA (this process's GPU) if available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DiffPoseError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)", field=field) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DiffPoseError(f"device {name!r} requested but CUDA is not available", field=field)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device

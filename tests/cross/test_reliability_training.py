@@ -21,15 +21,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_engine import MICRO
-from test_reliability import CodePayload, digest, refused, run
 
-import diffpose.engine.checkpoint as checkpoint_module
+import diffpose.checkpoint as checkpoint_module
+from diffpose.checkpoint import load_checkpoint
 from diffpose.config import load_config
-from diffpose.engine.checkpoint import load_checkpoint
 from diffpose.engine.distributed import DistContext
 from diffpose.engine.trainer import Trainer
 from diffpose.errors import DiffPoseError
+from tests.helpers import MICRO, CodePayload, digest, refused, run
 
 BASE = [*MICRO, "model.kind=baseline", "train.checkpoint_every=1"]  # the smallest model trains fastest
 
@@ -38,7 +37,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(capsys, root: Path, out: Path, *extra: str) -> tuple[int, str, str]:
-    return run(capsys, "train", "--data", root, "--out", out, "--no-progress", *BASE, *extra)
+    """``diffpose train`` with ``extra`` flags (``--...``) and config overrides (``KEY=VALUE``)."""
+    flags = [e for e in extra if e.startswith("--")]
+    overrides = [e for e in extra if not e.startswith("--")]
+    return run(capsys, "train", "--data", root, "--out", out, "--no-progress", *flags, "--set", *BASE, *overrides)
 
 
 @pytest.fixture
@@ -153,7 +155,7 @@ def finished_run(synth_small, tmp_path_factory) -> Path:
     from diffpose.cli import main
 
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["train", "--data", str(synth_small), "--out", str(out), "--no-progress", *BASE,
+    assert main(["train", "--data", str(synth_small), "--out", str(out), "--no-progress", "--set", *BASE,
                  "train.max_steps=2"]) == 0
     return out
 

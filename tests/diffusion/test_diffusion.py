@@ -20,10 +20,12 @@ from diffpose.diffusion import (
     heatmap_mse,
     sample_from_config,
     sample_poses,
+    sample_timesteps,
     training_loss,
+    training_noise,
 )
 from diffpose.errors import DiffPoseError
-from diffpose.models import build_model
+from diffpose.models import DiffPoseNet
 
 DIFF = HeatmapDiffusion(timesteps=1000, cosine_s=0.008, scale=2.0)
 
@@ -138,29 +140,48 @@ def test_heatmap_mse_hand_computed():
         heatmap_mse(pred, target, torch.ones(2, 4))
 
 
-class StubNet:
-    """``net(clips, x_t, t)`` returning a fixed signal-space prediction; records the steps it saw."""
+class StubDenoiser:
+    """``denoise(x_t, t)`` returning a fixed signal-space prediction; records the inputs it saw."""
 
     def __init__(self, out: torch.Tensor):
         self.out, self.seen = out, []
 
-    def __call__(self, clips, x_t, t):
-        self.seen.append(t.clone())
+    def __call__(self, x_t, t):
+        self.seen.append((x_t.clone(), t.clone()))
         return self.out
 
 
-def test_training_loss_in_heatmap_space_and_reproducible():
+def test_training_loss_in_heatmap_space_on_the_noised_target():
     g = torch.Generator().manual_seed(0)
     target = torch.rand(4, 2, 3, 3, generator=g)
     w = torch.ones(4, 2)
-    perfect = StubNet(DIFF.signal.encode(target))
-    assert training_loss(perfect, torch.zeros(4, 1), target, w, DIFF).item() == pytest.approx(0.0, abs=1e-12)
-    zeros = StubNet(torch.zeros(4, 2, 3, 3))  # decodes to 0.5 everywhere
+    draws = training_noise(4, (2, 3, 3), DIFF, torch.Generator().manual_seed(9))
+    perfect = StubDenoiser(DIFF.signal.encode(target))
+    loss, pred = training_loss(perfect, target, w, DIFF, draws["t"], draws["noise"])
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    torch.testing.assert_close(pred, target)
+    zeros = StubDenoiser(torch.zeros(4, 2, 3, 3))  # decodes to 0.5 everywhere
     expected = ((0.5 - target) ** 2).mean().item()
-    assert training_loss(zeros, torch.zeros(4, 1), target, w, DIFF).item() == pytest.approx(expected, rel=1e-6)
-    training_loss(zeros, torch.zeros(4, 1), target, w, DIFF, generator=torch.Generator().manual_seed(9))
-    training_loss(zeros, torch.zeros(4, 1), target, w, DIFF, generator=torch.Generator().manual_seed(9))
-    assert torch.equal(zeros.seen[-1], zeros.seen[-2]) and zeros.seen[-1].min() >= 0 and zeros.seen[-1].max() < 1000
+    loss, _ = training_loss(zeros, target, w, DIFF, draws["t"], draws["noise"])
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # the denoiser saw x_t = sqrt(abar_t) * (2 target - 1) s + sqrt(1 - abar_t) * noise, at the drawn t
+    x_t, t = zeros.seen[-1]
+    abar = DIFF.schedule.alpha_bar(draws["t"]).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(x_t, abar.sqrt() * (2 * target - 1) * 2.0 + (1 - abar).sqrt() * draws["noise"])
+    assert torch.equal(t, draws["t"])
+    with pytest.raises(DiffPoseError, match="do not fit"):
+        training_loss(zeros, target, w, DIFF, draws["t"][:3], draws["noise"])
+
+
+def test_training_noise_is_reproducible_and_in_range():
+    a = training_noise(64, (2, 3, 3), DIFF, torch.Generator().manual_seed(5), pure_noise=0.5)
+    b = training_noise(64, (2, 3, 3), DIFF, torch.Generator().manual_seed(5), pure_noise=0.5)
+    assert torch.equal(a["t"], b["t"]) and torch.equal(a["noise"], b["noise"])
+    assert a["noise"].shape == (64, 2, 3, 3) and 0 <= int(a["t"].min()) and int(a["t"].max()) == 999
+    # drawn in the documented order: t first (randint, then the pure-noise coin), then the noise
+    g = torch.Generator().manual_seed(5)
+    t = sample_timesteps(64, 1000, g, "cpu", 0.5)
+    assert torch.equal(t, a["t"]) and torch.equal(torch.randn((64, 2, 3, 3), generator=g), a["noise"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,8 +210,8 @@ def checkpoint_net(tmp_path_factory):
     torch.manual_seed(0)
     cfg = load_config("tiny").model
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    torch.save(build_model(cfg).state_dict(), path)
-    net = build_model(cfg)
+    torch.save(DiffPoseNet.from_config(cfg).state_dict(), path)
+    net = DiffPoseNet.from_config(cfg)
     net.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
     return net.eval()
 
@@ -246,8 +267,8 @@ def test_identical_seeds_identical_samples_and_cached_condition_path(checkpoint_
         feats = net.backbone_features(x.flatten(0, 1)).reshape(2, 5, 128, 8, 6)
         cond = net.condition_from_features(feats)
     torch.testing.assert_close(run(1, cond=cond).heatmaps, a.heatmaps)
-    cfg = load_config("tiny", overrides=["diffusion.steps=2", "diffusion.ensemble=3", "diffusion.combine=median"])
-    med = sample_from_config(net, DIFF, codec, cfg.diffusion, clips=x, generator=torch.Generator().manual_seed(1))
+    cfg = load_config("tiny", overrides=["sampling.steps=2", "sampling.ensemble=3", "sampling.combine=median"])
+    med = sample_from_config(net, DIFF, codec, cfg.sampling, clips=x, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(med.hypotheses_keypoints, a.hypotheses_keypoints)
     torch.testing.assert_close(med.keypoints, a.hypotheses_keypoints.median(dim=1).values)
     with pytest.raises(DiffPoseError, match="combine"):
@@ -255,8 +276,6 @@ def test_identical_seeds_identical_samples_and_cached_condition_path(checkpoint_
 
 
 def test_pure_noise_fraction_of_training_steps():
-    from diffpose.diffusion import sample_timesteps
-
     g = torch.Generator().manual_seed(0)
     uniform = sample_timesteps(20000, 1000, g, "cpu")
     assert 0 <= int(uniform.min()) and int(uniform.max()) == 999

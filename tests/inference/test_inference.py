@@ -10,20 +10,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_engine import MICRO
 
 from diffpose.cli import main as cli_main
 from diffpose.data.clip_dataset import ClipDataset, FrameReader, gt_items, load_split
 from diffpose.data.detections import write_detections
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Detection
-from diffpose.engine.tester import load_model, predict
+from diffpose.engine.tester import predict_items
 from diffpose.errors import DiffPoseError
+from diffpose.estimators import load_estimator
 from diffpose.evaluation import evaluate_dirs, evaluate_videos
 from diffpose.inference import (
     Boxes,
     DetectionFileBoxes,
     FolderSource,
+    PersonPose,
     PipelineOptions,
     PoseTrackSource,
     Predictor,
@@ -34,11 +35,11 @@ from diffpose.inference import (
     open_source,
     sanitize_boxes,
 )
-from diffpose.inference.predictor import PersonPose
 from diffpose.inference.sources import FrameSource, SourceFrame
 from diffpose.keypoints import POSETRACK18_UNLABELED
+from tests.helpers import MICRO, SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,7 +56,7 @@ def checkpoints(synth_small, tmp_path_factory) -> dict[str, Path]:
     out = {}
     for kind in ("diffpose", "baseline"):
         run = tmp_path_factory.mktemp(f"micro_{kind}")
-        assert cli_main(["train", "--data", str(synth_small), "--out", str(run), "--no-progress", *MICRO,
+        assert cli_main(["train", "--data", str(synth_small), "--out", str(run), "--no-progress", "--set", *MICRO,
                          "train.max_steps=2", f"model.kind={kind}"]) == 0
         out[kind] = run / "final.pt"
     return out
@@ -91,13 +92,18 @@ def _persons(path: Path) -> list[list[tuple]]:
 # Predictor parity with the test engine
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["diffpose", "baseline"])
-def test_predictor_matches_engine_predict_for_the_same_gt_boxes(synth_small, checkpoints, kind):
-    model, cfg = load_model(checkpoints[kind])
+def test_test_and_infer_crop_paths_give_the_same_poses_for_the_same_gt_boxes(synth_small, checkpoints, kind):
+    """`diffpose test` crops clips with ClipDataset (in a DataLoader); `diffpose infer` with Predictor.crop."""
+    estimator = load_estimator(checkpoints[kind])
     videos = load_split(synth_small, "val")
     items = gt_items(videos)
-    predictor = Predictor(model, cfg, "cpu", steps=2, ensemble=3, seed=5, batch_size=len(items))
-    dataset = ClipDataset(videos, synth_small, items, predictor.codec, predictor.offsets, cfg.data.box_enlarge)
-    expected = predict(model, cfg, dataset, torch.device("cpu"), steps=2, ensemble=3, batch_size=len(items), seed=5)
+    predictor = Predictor(estimator, "cpu", steps=2, ensemble=3, seed=5, batch_size=len(items))
+    with torch.inference_mode():
+        expected = predict_items(predictor, videos, synth_small, items)
+    dataset = ClipDataset(videos, synth_small, items, predictor.codec, predictor.offsets,
+                          estimator.cfg.data.box_enlarge)
+    assert dataset[0]["frames"].shape[0] == len(estimator.offsets) == (5 if kind == "diffpose" else 1)
+    predictor.reseed()
 
     reader = FrameReader(synth_small)
     crops = []
@@ -258,8 +264,8 @@ def test_infer_with_gt_boxes_gives_diffpose_test_keypoints_also_for_boxes_reachi
     ckpt = str(checkpoints["baseline"])
     assert cli_main(["infer", str(val_json), "-c", ckpt, "--boxes", "gt", "--no-propagate", "--no-progress",
                      "--json", str(tmp_path / "infer.json")]) == 0
-    assert cli_main(["test", ckpt, "--data", str(synth_small), "--out", str(tmp_path / "test"), "--no-progress",
-                     "--device", "cpu"]) == 0
+    assert cli_main(["test", "-c", ckpt, "--data", str(synth_small), "--out", str(tmp_path / "test"),
+                     "--no-progress", "--device", "cpu"]) == 0
     got = {(a["image_id"], tuple(a["bbox"])): a["keypoints"]
            for a in json.loads((tmp_path / "infer.json").read_text())["annotations"]}
     gt = read_posetrack18(val_json)

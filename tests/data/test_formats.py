@@ -25,8 +25,8 @@ from diffpose.data.posetrack18 import read_posetrack18, read_posetrack18_videos,
 from diffpose.data.records import Detection, Frame, Person, Video
 from diffpose.errors import DataFormatError
 from diffpose.keypoints import COCO, POSETRACK18
+from tests.helpers import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 requires_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="sample data ../shared/data not available")
 PT18_VAL = sorted((SHARED_DATA / "posetrack18" / "annotations" / "val").glob("*.json"))
 BONN_MAT = SHARED_DATA / "bonn_multiperson_posetrack" / "annolist" / "test" / "annolist.mat"

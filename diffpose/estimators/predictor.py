@@ -1,24 +1,24 @@
-"""The predictor: a checkpoint plus the pre- and post-processing around it, kept outside the ``nn.Module``.
+"""The predictor: an estimator plus the pre- and post-processing around it, kept outside the ``nn.Module``.
 
-:class:`Predictor` turns frames and person boxes into poses in image pixels:
+:class:`Predictor` turns frames and person boxes into poses in image pixels. ``diffpose test`` and
+``diffpose infer`` both predict through it, so the same boxes give the same keypoints in both:
 
 1. :meth:`Predictor.crop` -- one affine per person box (the box enlarged to the crop aspect, then by
-   ``cfg.data.box_enlarge``), applied to every frame of the clip window: exactly :class:`~diffpose.data.
-   clip_dataset.ClipDataset`'s crop (same matrix, bilinear ``warpAffine``, zero border, ImageNet
-   normalisation), so the same boxes give the same keypoints as ``diffpose test``;
-2. :meth:`Predictor.run_model` -- one model call for a batch of clips: DiffPose samples ``K`` hypotheses
-   with ``S`` DDIM steps (:func:`~diffpose.diffusion.sample_poses`), the baseline decodes its heatmaps;
+   ``cfg.data.box_enlarge``), applied to every frame of the clip window with
+   :func:`~diffpose.data.crops.crop_image` and :func:`~diffpose.data.crops.normalise_crop`, the functions
+   :class:`~diffpose.data.clip_dataset.ClipDataset` crops test clips with;
+2. :meth:`Predictor.run_model` -- one call of :meth:`~diffpose.estimators.base.PoseEstimator.predict` for a
+   batch of clips (a diffusion model samples with the predictor's :class:`~diffpose.config.SamplingConfig`);
 3. :meth:`Predictor.to_image` -- crop pixels back to image pixels through the inverse affine; joint score =
    heatmap maximum x box score (DCPose); uncertainty (ensemble spread) scaled from crop to image pixels.
 
 Feature reuse (:mod:`diffpose.inference.feature_cache`) splits step 2: :meth:`Predictor.backbone` runs on
 single-frame crops (:meth:`Predictor.crop_frame`) and :meth:`Predictor.run_features` takes assembled clip
-features ``(B, T, D, h, w)`` through the STRL and the sampler. All model calls run under
-``torch.inference_mode``. The model may also be an :class:`~diffpose.inference.onnx_runtime.OnnxDiffPose`
-(onnxruntime), which offers the same methods.
+features ``(B, T, D, h, w)`` the rest of the way. All model calls run under ``torch.inference_mode``. The
+network may also be exported graphs run by onnxruntime (:meth:`Predictor.from_onnx`).
 
-A clip window holds the frames at ``predictor.offsets`` around the key frame (``cfg.data.frame_offsets``,
-e.g. ``(-2, -1, 0, 1, 2)``; the baseline uses ``(0,)``), clamped at the video's ends by the caller.
+A clip window holds the frames at ``predictor.offsets`` around the key frame (the estimator's offsets, e.g.
+``(-2, -1, 0, 1, 2)``; ``(0,)`` for a single-frame model), clamped at the video's ends by the caller.
 
 All noise comes from one ``torch.Generator`` seeded with ``seed``; :meth:`Predictor.reseed` restarts it,
 so the same frames, boxes and batch size give identical results run after run.
@@ -26,22 +26,23 @@ so the same frames, boxes and batch size give identical results run after run.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from diffpose.codec import HeatmapCodec
-from diffpose.config import Config
-from diffpose.data.clip_dataset import normalise
+from diffpose.checkpoint import resolve_device
+from diffpose.config import COMBINE_MODES, SamplingConfig
+from diffpose.data.crops import crop_image, normalise_crop
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
-from diffpose.diffusion import HeatmapDiffusion, sample_poses
 from diffpose.errors import DiffPoseError
+from diffpose.estimators.base import PoseEstimator
+from diffpose.estimators.kinds import build_estimator, load_estimator
+from diffpose.models.onnx_network import OnnxNetwork
 
 
 @dataclass
@@ -69,54 +70,34 @@ class PersonPose:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@functools.cache
-def _normalise_lut() -> np.ndarray:
-    """``(1, 256, 3)`` float32: ``normalise(v / 255)`` of every byte value and channel, so that a table lookup
-    (``cv2.LUT``, ~5x faster) gives bit for bit what :func:`~diffpose.data.clip_dataset.normalise` gives."""
-    values = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)  # (256, 1, 3)
-    table = normalise(values.astype(np.float32) / 255.0)  # (3, 256, 1)
-    return np.ascontiguousarray(table[:, :, 0].T[None])  # (1, 256, 3)
-
-
 def _numpy(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
     return tuple(t.float().cpu().numpy().astype(np.float64) for t in tensors)
 
 
-def _clip_offsets(cfg: Config) -> tuple[int, ...]:
-    from diffpose.engine.trainer import clip_offsets
-
-    return clip_offsets(cfg)
-
-
 class Predictor:
-    """Poses from frames and boxes with a DiffPose or baseline checkpoint.
+    """Poses from frames and boxes with any estimator.
 
     Args:
-        model: a loaded model in eval mode (:func:`~diffpose.engine.tester.load_model`).
-        cfg: its config.
-        device: where the model runs.
-        steps, ensemble, combine, eta: DDIM steps ``S``, hypotheses ``K``, how hypotheses combine and the
-            DDIM noise; None takes the checkpoint config's ``diffusion.*`` value. The baseline ignores them.
-        seed: seed of the diffusion noise.
+        estimator: a loaded estimator (:func:`~diffpose.estimators.load_estimator`).
+        device: where the network runs.
+        steps, ensemble, combine, eta: sampling settings (DDIM steps ``S``, hypotheses ``K``, how hypotheses
+            combine, DDIM noise); None takes the checkpoint config's ``sampling.*`` value. Models that do not
+            sample ignore them.
+        seed: seed of the sampling noise.
         batch_size: most person clips per model call.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: Config, device: torch.device | str = "cpu",
-                 steps: int | None = None, ensemble: int | None = None, combine: str | None = None,
-                 eta: float | None = None, seed: int = 0, batch_size: int = 32):
-        self.model, self.cfg, self.device = model.eval(), cfg, torch.device(device)
-        self.kind = cfg.model.kind
-        self.offsets = _clip_offsets(cfg)  # e.g. (-2, -1, 0, 1, 2); (0,) for the baseline
-        self.key = self.offsets.index(0)
-        self.codec = HeatmapCodec.from_model_config(cfg.model)
-        self.diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
-        self.steps = cfg.diffusion.steps if steps is None else int(steps)
-        self.ensemble = cfg.diffusion.ensemble if ensemble is None else int(ensemble)
-        self.combine = cfg.diffusion.combine if combine is None else combine
-        self.eta = cfg.diffusion.eta if eta is None else float(eta)
-        if self.steps < 1 or self.ensemble < 1:
-            raise DiffPoseError(f"steps and ensemble must be >= 1, got {self.steps} and {self.ensemble}",
-                                field="--steps/--ensemble")
+    def __init__(self, estimator: PoseEstimator, device: torch.device | str = "cpu", steps: int | None = None,
+                 ensemble: int | None = None, combine: str | None = None, eta: float | None = None, seed: int = 0,
+                 batch_size: int = 32):
+        self.estimator = estimator.eval()
+        self.cfg, self.device = estimator.cfg, torch.device(device)
+        self.offsets = estimator.offsets  # e.g. (-2, -1, 0, 1, 2); (0,) for a single-frame model
+        self.key = estimator.key
+        self.codec = estimator.codec
+        given = {"steps": steps, "ensemble": ensemble, "combine": combine, "eta": eta}
+        self.sampling = check_sampling(dataclasses.replace(
+            self.cfg.sampling, **{k: v for k, v in given.items() if v is not None}))
         if batch_size < 1:
             raise DiffPoseError(f"batch size must be >= 1, got {batch_size}", field="--batch-size")
         self.batch_size = int(batch_size)
@@ -127,21 +108,24 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", **kwargs: Any) -> Predictor:
         """Load ``checkpoint`` (``final.pt`` of ``diffpose train``) on ``device`` (auto, cpu, cuda, cuda:N)."""
-        from diffpose.engine.distributed import resolve_device
-        from diffpose.engine.tester import load_model
-
-        dev = resolve_device(device)
-        model, cfg = load_model(checkpoint, dev)
-        return cls(model, cfg, dev, **kwargs)
+        dev = resolve_device(device, field="--device")
+        return cls(load_estimator(checkpoint, dev), dev, **kwargs)
 
     @classmethod
     def from_onnx(cls, folder: str | Path, threads: int | None = None, providers: list[str] | None = None,
                   **kwargs: Any) -> Predictor:
         """Run the graphs of ``diffpose export --onnx`` (``folder``) with onnxruntime instead of PyTorch (CPU)."""
-        from diffpose.inference.onnx_runtime import load_onnx_model
+        net = OnnxNetwork(folder, threads, providers)
+        return cls(build_estimator(net.cfg, net=net), "cpu", **kwargs)
 
-        model, cfg = load_onnx_model(folder, threads, providers)
-        return cls(model, cfg, "cpu", **kwargs)  # type: ignore[arg-type]
+    @property
+    def samples(self) -> bool:
+        """Whether the model samples (then :attr:`sampling` applies)."""
+        return self.estimator.samples
+
+    def sampling_summary(self) -> str:
+        """How this predictor predicts, e.g. ``"steps=1, ensemble=4 (mean), eta=1"`` or ``"single pass"``."""
+        return self.estimator.sampling_summary(self.sampling)
 
     def reseed(self, seed: int | None = None) -> None:
         """Restart the noise generator (at ``seed``, default the predictor's own)."""
@@ -167,11 +151,7 @@ class Predictor:
 
     def crop_frame(self, image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """RGB uint8 image ``(H, W, 3)`` through a ``(2, 3)`` crop matrix -> ``(3, H_in, W_in)`` normalised float32."""
-        crop_w, crop_h = self.crop_size
-        patch = cv2.warpAffine(image, matrix, (crop_w, crop_h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # (H_in, W_in, 3)
-        # A (3, H, W) view of the (H, W, 3) table lookup: the memory layout ClipDataset gives (see predict_clips).
-        return cv2.LUT(patch, _normalise_lut()).transpose(2, 0, 1)  # (3, H_in, W_in)
+        return normalise_crop(crop_image(image, matrix, self.crop_size))  # (3, H_in, W_in)
 
     def crop(self, window: Sequence[np.ndarray], box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Crop a clip window with one affine.
@@ -200,32 +180,22 @@ class Predictor:
             pixels (float64 numpy).
         """
         with torch.inference_mode():
-            clips = clips.to(self.device)
-            if self.kind == "baseline":
-                heatmaps = self.model(clips[:, self.key])  # (B, J, H, W)
-                kp, scores = self.codec.decode(heatmaps.float())  # (B, J, 2), (B, J)
-                return _numpy(kp, scores, torch.zeros_like(scores))
-            return self._sample(clips=clips)
+            s = self.estimator.predict(clips.to(self.device), self.sampling, self.generator)
+        return _numpy(s.keypoints, s.scores, s.uncertainty)  # (B, J, 2), (B, J), (B, J)
 
     def backbone(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Backbone features of single-frame crops ``(N, 3, H_in, W_in)`` -> ``(N, D, h, w)`` on the model's device,
         in chunks of ``batch_size`` crops."""
         crops = torch.as_tensor(crops)
         with torch.inference_mode():
-            chunks = [self.model.backbone_features(crops[i: i + self.batch_size].to(self.device))
+            chunks = [self.estimator.backbone_features(crops[i: i + self.batch_size].to(self.device))
                       for i in range(0, len(crops), self.batch_size)]  # each (n, D, h, w)
         return torch.cat(chunks) if len(chunks) != 1 else chunks[0]  # (N, D, h, w)
 
     def run_features(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`run_model` for DiffPose from clip features ``(B, T, D, h, w)`` already computed (feature reuse)."""
+        """:meth:`run_model` from clip features ``(B, T, D, h, w)`` already computed (feature reuse)."""
         with torch.inference_mode():
-            cond = self.model.condition_from_features(features.to(self.device))  # (B, C, h, w)
-            return self._sample(cond=cond)
-
-    def _sample(self, clips: torch.Tensor | None = None, cond: torch.Tensor | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = sample_poses(self.model, self.diffusion, self.codec, clips=clips, cond=cond, steps=self.steps,
-                         eta=self.eta, hypotheses=self.ensemble, combine=self.combine, generator=self.generator)
+            s = self.estimator.predict_features(features.to(self.device), self.sampling, self.generator)
         return _numpy(s.keypoints, s.scores, s.uncertainty)  # (B, J, 2), (B, J), (B, J)
 
     # ------------------------------------------------------------------------------------------
@@ -247,9 +217,8 @@ class Predictor:
 
         ``matrices`` are the ``N`` crop affines, ``boxes (N, 4)`` and ``box_scores (N,)`` (default 1).
         """
-        # Keep the memory layout ClipDataset + the default collate give (no contiguous copy): the
-        # convolutions differ in the last float bits between layouts, which DARK decoding can amplify
-        # to ~1e-3 px, and `diffpose test` parity is checked to 1e-4 px.
+        # No contiguous copy: ClipDataset + the default collate give this layout too, and convolutions differ in the
+        # last float bits between layouts, which DARK decoding can amplify to ~1e-3 px.
         return self.predict_chunks(len(clips), lambda a, b: self.run_model(torch.from_numpy(clips[a:b])),
                                    matrices, boxes, box_scores, origins)
 
@@ -289,3 +258,16 @@ class Predictor:
         crops = [self.crop(window, box) for box in boxes]
         clips = np.stack([c for c, _ in crops])  # (N, T, 3, H_in, W_in)
         return self.predict_clips(clips, [m for _, m in crops], boxes, box_scores)
+
+
+def check_sampling(sampling: SamplingConfig) -> SamplingConfig:
+    """``sampling`` if its values are usable, else a :class:`DiffPoseError` naming the setting."""
+    if sampling.steps < 1 or sampling.ensemble < 1:
+        raise DiffPoseError(f"steps and ensemble must be >= 1, got {sampling.steps} and {sampling.ensemble}",
+                            field="--steps/--ensemble")
+    if sampling.combine not in COMBINE_MODES:
+        raise DiffPoseError(f"unknown combine mode {sampling.combine!r}; choose one of {', '.join(COMBINE_MODES)}",
+                            field="--combine")
+    if not sampling.eta >= 0:
+        raise DiffPoseError(f"eta must be >= 0, got {sampling.eta}", field="--eta")
+    return sampling

@@ -8,31 +8,7 @@ import torch.nn.functional as F
 
 from diffpose.models.embeddings import factor_grid, resize_pos_embed
 from diffpose.models.vit import Attention, DropPath, ViT, token_grid
-
-VIT_B_PARAMS = 85_794_816  # ViT-B/16 at 256x192 with ViTPose's 193-slot pos_embed
-
-
-def vitpose_b_backbone_shapes() -> dict[str, tuple[int, ...]]:
-    """ViTPose-B's ``backbone.*`` keys and shapes, written out from the ViTPose config (not from our model)."""
-    d, hidden = 768, 3072
-    shapes: dict[str, tuple[int, ...]] = {
-        "backbone.pos_embed": (1, 193, d),
-        "backbone.patch_embed.proj.weight": (d, 3, 16, 16),
-        "backbone.patch_embed.proj.bias": (d,),
-        "backbone.last_norm.weight": (d,),
-        "backbone.last_norm.bias": (d,),
-    }
-    for i in range(12):
-        p = f"backbone.blocks.{i}."
-        shapes.update({
-            p + "norm1.weight": (d,), p + "norm1.bias": (d,),
-            p + "attn.qkv.weight": (3 * d, d), p + "attn.qkv.bias": (3 * d,),
-            p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,),
-            p + "norm2.weight": (d,), p + "norm2.bias": (d,),
-            p + "mlp.fc1.weight": (hidden, d), p + "mlp.fc1.bias": (hidden,),
-            p + "mlp.fc2.weight": (d, hidden), p + "mlp.fc2.bias": (d,),
-        })  # fmt: skip
-    return shapes
+from tests.helpers import VIT_B_PARAMS, vitpose_b_backbone_shapes
 
 
 def small_vit(**kw) -> ViT:

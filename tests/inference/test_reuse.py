@@ -3,8 +3,6 @@ exact path, and the decoder's broadcast condition against the concat formulation
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -13,13 +11,13 @@ import torch.nn.functional as F
 
 from diffpose.cli import main as cli_main
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
-from diffpose.engine.tester import load_model
-from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, StreamingPipeline
+from diffpose.estimators import load_estimator
+from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, StreamingPipeline, open_source
 from diffpose.inference.feature_cache import FeatureCache
 from diffpose.inference.feature_warp import TokenGeometry, crop_region, region_iou, warp_features
-from diffpose.models.lmsfi import lookup_mask
+from diffpose.models.lmsfi import lookup_mask, split_conv
+from tests.helpers import ASSETS
 
-ASSETS = Path(__file__).resolve().parents[1] / "diffpose" / "assets"
 GEOMETRY = TokenGeometry(stride=16, offset=5.5, grid=(8, 6), crop_size=(96, 128))  # tiny: patch 16, padding 2
 
 
@@ -33,8 +31,6 @@ def predictor() -> Predictor:
 
 @pytest.fixture(scope="module")
 def frames(synth_small) -> list[SourceFrame]:
-    from diffpose.inference import open_source
-
     return list(open_source(sorted((synth_small / "annotations" / "val").glob("*.json"))[0]))[:8]
 
 
@@ -197,7 +193,7 @@ def _concat_reference(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, 
 
 
 def test_broadcast_decoder_equals_the_concat_formulation():
-    net, _ = load_model(ASSETS / "tiny_diffpose.pt", "cpu")
+    net = load_estimator(ASSETS / "tiny_diffpose.pt", "cpu").net
     g = torch.Generator().manual_seed(0)
     cond = torch.randn(3, 128, 8, 6, generator=g)
     x_t = torch.randn(12, 17, 32, 24, generator=g)
@@ -211,8 +207,6 @@ def test_broadcast_decoder_equals_the_concat_formulation():
 
 
 def test_split_conv_halves_sum_to_the_concat_convolution():
-    from diffpose.models.lmsfi import split_conv
-
     conv = torch.nn.Conv2d(8, 5, 3, padding=1, bias=True)
     a, b = torch.randn(2, 4, 6, 5), torch.randn(2, 4, 6, 5)
     with torch.no_grad():

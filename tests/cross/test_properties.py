@@ -30,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from json_mutations import damaged_json
 
 from diffpose.codec import HeatmapCodec
 from diffpose.data.coco import coco_results_to_list, coco_to_dict, read_coco, read_coco_results
@@ -47,6 +45,8 @@ from diffpose.errors import DiffPoseError
 from diffpose.evaluation import evaluate_dirs, evaluate_videos
 from diffpose.evaluation.random_split import random_video
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED
+from tests.cross.json_mutations import damaged_json
+from tests.helpers import SHARED_DATA
 
 FUZZ_EXAMPLES = 40
 FUZZ_EXAMPLES_SLOW = 250

@@ -15,24 +15,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from diffpose.checkpoint import load_checkpoint
 from diffpose.cli import main as cli_main
 from diffpose.config import load_config
-from diffpose.engine.checkpoint import load_checkpoint
 from diffpose.engine.distributed import DistContext
 from diffpose.engine.trainer import Trainer
 from diffpose.errors import DiffPoseError
-
-# A very small DiffPose (64x48 crops -> 4x3 tokens -> 16x12 heatmaps) so that engine tests take seconds.
-MICRO = [
-    "model.backbone.image_size=[64, 48]", "model.heatmap_size=[16, 12]", "model.sigma=1.0",
-    "model.backbone.embed_dim=32", "model.backbone.depth=1", "model.backbone.num_heads=2",
-    "model.strl.dim=32", "model.strl.depth=1", "model.strl.num_heads=2", "model.strl.out_dim=32",
-    "model.strl.agg_hidden=32", "model.decoder.heatmap_dim=16", "model.decoder.widths=[32, 16, 16]",
-    "model.decoder.seref_dim=16", "model.decoder.num_heads=2", "model.decoder.time_dim=16",
-    "model.decoder.conv_depth=1", "model.baseline_deconv_channels=16",
-    "train.batch_size=4", "train.warmup_steps=2", "train.log_every=1", "train.lr=1e-3", "train.backbone_lr=1e-3",
-    "train.device=cpu",
-]  # fmt: skip
+from tests.helpers import MICRO
 
 
 def micro_config(root: Path, *extra: str):
@@ -82,7 +71,7 @@ def test_two_gloo_processes_average_to_the_single_process_gradient(synth_small, 
 
 def _train_cmd(root: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "diffpose", "train", "--preset", "tiny", "--data", str(root), "--out", str(out),
-            "--no-progress", *MICRO, "train.max_steps=30", "train.checkpoint_every=1", *extra]
+            "--no-progress", "--set", *MICRO, "train.max_steps=30", "train.checkpoint_every=1", *extra]
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(synth_small, tmp_path):
@@ -137,12 +126,12 @@ def test_resume_refuses_another_model(synth_small, tmp_path):
 @pytest.mark.parametrize("kind", ["diffpose", "baseline"])
 def test_train_then_test_writes_predictions_the_evaluator_reads(synth_small, tmp_path, kind, capsys):
     out = tmp_path / "run"
-    assert cli_main(["train", "--data", str(synth_small), "--out", str(out), "--no-progress", *MICRO,
+    assert cli_main(["train", "--data", str(synth_small), "--out", str(out), "--no-progress", "--set", *MICRO,
                      "train.max_steps=3", f"model.kind={kind}"]) == 0
     assert (out / "config.yaml").is_file() and (out / "metrics.jsonl").is_file()
     for steps, ensemble in ((1, 1), (2, 3)):
         test_out = tmp_path / f"test_{steps}_{ensemble}"
-        assert cli_main(["test", str(out / "final.pt"), "--data", str(synth_small), "--out", str(test_out),
+        assert cli_main(["test", "-c", str(out / "final.pt"), "--data", str(synth_small), "--out", str(test_out),
                          "--steps", str(steps), "--ensemble", str(ensemble), "--no-progress", "--device", "cpu"]) == 0
         preds = sorted((test_out / "predictions").glob("*.json"))
         gts = sorted((synth_small / "annotations" / "val").glob("*.json"))

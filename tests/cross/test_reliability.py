@@ -10,9 +10,7 @@ gracefully check the outcome instead. docs/reliability.md lists every case and w
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -22,41 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-import diffpose
-from diffpose.cli import main as cli_main
+from diffpose.checkpoint import load_checkpoint
 from diffpose.config import load_config
 from diffpose.data.images import read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
-from diffpose.engine.checkpoint import load_checkpoint
 from diffpose.inference.render import letterbox
 from diffpose.models import build_backbone
-
-ASSETS = Path(diffpose.__file__).parent / "assets"
-
+from tests.helpers import ASSETS, CodePayload, digest, refused, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def digest(*paths: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``paths`` (files or folders)."""
-    files = [q for p in paths for q in ([p] if p.is_file() else sorted(p.rglob("*"))) if q.is_file()]
-    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
-
-
-def run(capsys, *argv: object) -> tuple[int, str, str]:
-    code = cli_main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err.strip()
-
-
-def refused(result: tuple[int, str, str], command: str, *needles: str, status: int = 2) -> str:
-    """Assert exit ``status`` and one stderr line ``diffpose COMMAND: error: ...`` holding every needle."""
-    code, _, err = result
-    assert code == status, (code, err)
-    assert len(err.splitlines()) == 1 and err.startswith(f"diffpose {command}: error: "), err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    return err
 
 
 @pytest.fixture
@@ -67,16 +39,6 @@ def data(synth_small, tmp_path) -> Path:
 
 def val_json(root: Path) -> Path:
     return sorted((root / "annotations" / "val").glob("*.json"))[0]
-
-
-class CodePayload:
-    """Unpickling this runs ``touch MARKER``: what a malicious checkpoint would do."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
@@ -114,7 +76,7 @@ def test_bad_checkpoints_are_refused_by_test_and_infer_and_no_payload_runs(data,
     cases = bad_checkpoints(tmp_path / "ckpt")
     before = digest(tmp_path / "ckpt", data)
     for path, words in cases.values():
-        refused(run(capsys, "test", path, "--data", data, "--out", tmp_path / "t", "--no-progress", "--device",
+        refused(run(capsys, "test", "-c", path, "--data", data, "--out", tmp_path / "t", "--no-progress", "--device",
                     "cpu"), "test", str(path), words)
         refused(run(capsys, "infer", val_json(data), "-c", path, "--boxes", "gt", "--json", tmp_path / "o.json",
                     "--no-progress"), "infer", str(path), words)
@@ -158,7 +120,7 @@ def test_missing_or_cut_short_frames_stop_before_any_work(data, tmp_path, capsys
     refused(run(capsys, *infer), "infer", names[5], "1 of the 12 frame images", "missing")
     assert decoded == []  # reported before the first frame was decoded
     # diffpose test needs frame 5 as a neighbour of key frame 4 (DiffPose, offsets -2..2)
-    refused(run(capsys, "test", ASSETS / "tiny_diffpose.pt", "--data", data, "--out", tmp_path / "t",
+    refused(run(capsys, "test", "-c", ASSETS / "tiny_diffpose.pt", "--data", data, "--out", tmp_path / "t",
                 "--no-progress", "--device", "cpu"), "test", names[5], "these clips need are missing")
     assert not (tmp_path / "t" / "predictions").exists() or not any((tmp_path / "t" / "predictions").iterdir())
     assert digest(data) == before
@@ -261,7 +223,7 @@ def test_detection_files_with_nan_or_infinity_are_refused(data, tmp_path, capsys
     refused(run(capsys, "infer", data / "images" / "val" / val_json(data).stem, "-c", ASSETS / "tiny_baseline.pt",
                 "--boxes", dets, "--json", tmp_path / "o.json", "--no-progress"), "infer", f"dets.json [{field}]",
             "finite")
-    refused(run(capsys, "test", ASSETS / "tiny_baseline.pt", "--data", data, "--boxes", dets, "--out",
+    refused(run(capsys, "test", "-c", ASSETS / "tiny_baseline.pt", "--data", data, "--boxes", dets, "--out",
                 tmp_path / "t", "--no-progress", "--device", "cpu"), "test", f"dets.json [{field}]", "finite")
     assert digest(dets, data) == before
 
@@ -350,7 +312,7 @@ def test_unwritable_outputs_fail_before_the_first_frame(data, tmp_path, capsys, 
     refused(run(capsys, *infer, "--json", "/proc/diffpose_out.json"), "infer", "/proc/diffpose_out.json",
             "cannot write here")
     assert decoded == [] and (tmp_path / "a_file").read_text() == "x"
-    refused(run(capsys, "test", ASSETS / "tiny_baseline.pt", "--data", data, "--out", tmp_path / "a_file" / "t",
+    refused(run(capsys, "test", "-c", ASSETS / "tiny_baseline.pt", "--data", data, "--out", tmp_path / "a_file" / "t",
                 "--no-progress", "--device", "cpu"), "test", "a_file is a file, not a folder")
     refused(run(capsys, "synth", tmp_path / "a_file" / "st", "--videos", "1", "--frames", "2", "--workers", "1",
                 "--quiet"), "synth", "a_file is a file, not a folder")

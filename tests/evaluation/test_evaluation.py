@@ -17,6 +17,7 @@ from diffpose.errors import DataFormatError
 from diffpose.evaluation import REPORT_JOINTS, evaluate_dirs, evaluate_videos
 from diffpose.evaluation.metrics import voc_ap
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED
+from tests.helpers import FIXTURES
 
 J = POSETRACK18.num_joints
 # head box 30 x 40 -> diagonal 50 -> head size 0.6 * 50 = 30 px -> PCKh@0.5 threshold 15 px
@@ -309,7 +310,7 @@ def test_random_split_matches_recorded_values(tmp_path):
 
     gt_dir, pred_dir = write_random_split(tmp_path, videos=3, frames=5, people=4, seed=7)
     r = evaluate_dirs(gt_dir, pred_dir)
-    pinned = json.loads((Path(__file__).parent / "data" / "random_split_seed7.json").read_text())
+    pinned = json.loads((FIXTURES / "random_split_seed7.json").read_text())
     assert r.joints.ap.tolist() == pytest.approx(pinned["ap"], abs=1e-9)
     assert r.joints.precision.tolist() == pytest.approx(pinned["pre"], abs=1e-9)
     assert r.joints.recall.tolist() == pytest.approx(pinned["rec"], abs=1e-9)

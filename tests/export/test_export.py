@@ -3,6 +3,7 @@ the export's, and the onnxruntime inference path gives PyTorch's keypoints. Skip
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,11 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from diffpose.cli import main as cli_main  # noqa: E402
-from diffpose.engine.tester import load_model  # noqa: E402
+from diffpose.estimators import load_estimator  # noqa: E402
 from diffpose.export import check_parity  # noqa: E402
 from diffpose.inference import Predictor  # noqa: E402
+from tests.helpers import ASSETS  # noqa: E402
 
-ASSETS = Path(__file__).resolve().parents[1] / "diffpose" / "assets"
 TOLERANCE = 1e-4
 
 
@@ -30,29 +31,29 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for kind in ("diffpose", "baseline"):
         folder = tmp_path_factory.mktemp("onnx") / kind
-        assert cli_main(["export", str(ASSETS / f"tiny_{kind}.pt"), "--onnx", str(folder)]) == 0
+        assert cli_main(["export", "-c", str(ASSETS / f"tiny_{kind}.pt"), "--onnx", str(folder)]) == 0
         out[kind] = folder
     return out
 
 
 def test_every_graph_matches_pytorch_at_other_batch_sizes(exported):
-    import json
-
-    for kind, graphs in (("diffpose", {"backbone", "strl", "decoder_prepare", "decoder_step"}),
-                         ("baseline", {"baseline"})):
+    for kind, graphs in (("diffpose", {"backbone_features", "condition_from_features", "prepare", "denoise"}),
+                         ("baseline", {"backbone_features", "condition_from_features", "heatmaps"})):
         manifest = json.loads((exported[kind] / "diffpose_onnx.json").read_text())
-        assert set(manifest["graphs"]) == graphs and manifest["kind"] == kind
+        assert set(manifest["graphs"]) == graphs and manifest["config"]["model"]["kind"] == kind
+        assert manifest["num_frames"] == (5 if kind == "diffpose" else 1)
         assert max(manifest["parity_max_abs"].values()) <= TOLERANCE
-        model, cfg = load_model(ASSETS / f"tiny_{kind}.pt")
+        estimator = load_estimator(ASSETS / f"tiny_{kind}.pt")
         for batch, k in ((1, 1), (5, 4)):  # the export traced batch 2 with 3 hypotheses
-            parity = check_parity(model, cfg, exported[kind], manifest["graphs"], batch=batch, hypotheses=k)
+            parity = check_parity(estimator, exported[kind], manifest["graphs"], batch=batch, hypotheses=k)
             assert set(parity) == graphs
             assert max(parity.values()) <= TOLERANCE, parity
 
 
 @pytest.mark.parametrize("kind", ["diffpose", "baseline"])
 def test_onnxruntime_predictor_gives_pytorch_keypoints(exported, kind):
-    clips = torch.randn(6, 5, 3, 128, 96, generator=torch.Generator().manual_seed(0))
+    frames = 5 if kind == "diffpose" else 1
+    clips = torch.randn(6, frames, 3, 128, 96, generator=torch.Generator().manual_seed(0))
     settings = dict(steps=2, ensemble=3, seed=4)
     torch_kp, torch_scores, torch_unc = Predictor.from_checkpoint(ASSETS / f"tiny_{kind}.pt", "cpu",
                                                                   **settings).run_model(clips)
@@ -62,15 +63,13 @@ def test_onnxruntime_predictor_gives_pytorch_keypoints(exported, kind):
     np.testing.assert_allclose(scores, torch_scores, atol=TOLERANCE, rtol=0)
     # DARK turns the graphs' ~1e-6 heatmap differences into ~1e-3 px per hypothesis; the spread adds them up.
     np.testing.assert_allclose(unc, torch_unc, atol=1e-2, rtol=0)
-    if kind == "diffpose":  # the reuse path: features -> STRL -> sampling
-        feats = onnx.model.backbone_features(clips.flatten(0, 1)).reshape(6, 5, 128, 8, 6)
-        onnx.reseed()
-        np.testing.assert_allclose(onnx.run_features(feats)[0], torch_kp, atol=1e-3, rtol=0)
+    # the reuse path: features -> condition -> prediction
+    feats = onnx.estimator.backbone_features(clips.flatten(0, 1)).reshape(6, frames, 128, 8, 6)
+    onnx.reseed()
+    np.testing.assert_allclose(onnx.run_features(feats)[0], torch_kp, atol=1e-3, rtol=0)
 
 
 def test_infer_with_onnx_matches_pytorch(exported, synth_small, tmp_path, capsys):
-    import json
-
     seq = sorted((synth_small / "annotations" / "val").glob("*.json"))[0]
     common = [str(seq), "--boxes", "gt", "--no-propagate", "--no-progress", "--ensemble", "2"]
     assert cli_main(["infer", *common, "-c", str(ASSETS / "tiny_diffpose.pt"), "--json", str(tmp_path / "t.json")]) == 0

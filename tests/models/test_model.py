@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_vit import vitpose_b_backbone_shapes
 
 from diffpose.config import ConfigError, load_config
+from diffpose.diffusion import HeatmapDiffusion, training_loss, training_noise
 from diffpose.errors import DiffPoseError
+from diffpose.estimators import build_estimator
 from diffpose.models import (
     BaselineNet,
     DiffPoseNet,
-    build_model,
     freeze_backbone,
     load_vitpose,
     param_groups,
 )
 from diffpose.models.lmsfi import lookup_mask
+from tests.helpers import random_state, vitpose_b_backbone_shapes, vitpose_b_head_shapes
 
 TINY = load_config("tiny").model
 
@@ -24,34 +25,13 @@ TINY = load_config("tiny").model
 def tiny_net(seed: int = 0, **overrides) -> DiffPoseNet:
     torch.manual_seed(seed)
     cfg = load_config("tiny", overrides=[f"model.{k}={v}" for k, v in overrides.items()]).model
-    return build_model(cfg)
+    return DiffPoseNet.from_config(cfg)
 
 
 def clips(b: int = 2, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     h, w = TINY.backbone.image_size
     return torch.randn(b, TINY.num_frames, 3, h, w, generator=g)
-
-
-def vitpose_b_head_shapes(joints: int = 17) -> dict[str, tuple[int, ...]]:
-    """ViTPose-B's ``keypoint_head.*`` keys (TopdownHeatmapSimpleHead, 2 deconvs of 256, 1x1 final conv)."""
-    shapes: dict[str, tuple[int, ...]] = {
-        "keypoint_head.deconv_layers.0.weight": (768, 256, 4, 4),
-        "keypoint_head.deconv_layers.3.weight": (256, 256, 4, 4),
-        "keypoint_head.final_layer.weight": (joints, 256, 1, 1),
-        "keypoint_head.final_layer.bias": (joints,),
-    }
-    for i in (1, 4):
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"keypoint_head.deconv_layers.{i}.{name}"] = (256,)
-        shapes[f"keypoint_head.deconv_layers.{i}.num_batches_tracked"] = ()
-    return shapes
-
-
-def random_state(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.randn(s, generator=g))
-            for k, s in shapes.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -71,12 +51,13 @@ def test_diffpose_shapes_through_every_stage():
 
 
 def test_gradients_reach_every_parameter_of_diffpose():
-    from diffpose.diffusion import HeatmapDiffusion, training_loss
-
     net = tiny_net().train()
     g = torch.Generator().manual_seed(0)
     target = torch.rand(2, 17, 32, 24, generator=g)
-    loss = training_loss(net, clips(), target, torch.ones(2, 17), HeatmapDiffusion(), generator=g)
+    x, diffusion = clips(), HeatmapDiffusion()
+    draws = training_noise(2, (17, 32, 24), diffusion, g)
+    loss, _ = training_loss(lambda x_t, t: net(x, x_t, t), target, torch.ones(2, 17), diffusion, draws["t"],
+                            draws["noise"])
     loss.backward()
     assert torch.isfinite(loss)
     for name, p in net.named_parameters():
@@ -130,18 +111,22 @@ def test_wrong_frame_count_and_heatmap_size_are_reported():
     with pytest.raises(DiffPoseError, match="x_t"):
         net.denoise(torch.randn(1, 17, 64, 48), torch.tensor([0]), cond)
     with pytest.raises(ConfigError, match="heatmap_size"):
-        build_model(load_config("tiny", overrides=["model.heatmap_size=[64,48]"]).model)
+        DiffPoseNet.from_config(load_config("tiny", overrides=["model.heatmap_size=[64,48]"]).model)
 
 
-def test_baseline_shapes_key_frame_and_gradients():
+def test_baseline_shapes_one_frame_clips_and_gradients():
     torch.manual_seed(0)
-    net = build_model(load_config("tiny", overrides=["model.kind=baseline"]).model)
-    assert isinstance(net, BaselineNet)
+    net = build_estimator(load_config("tiny", overrides=["model.kind=baseline"])).net
+    assert isinstance(net, BaselineNet) and net.num_frames == 1
     x = clips()
-    out = net(x)
+    out = net(x[:, 2])
     assert out.shape == (2, 17, 32, 24)
     net.eval()
-    torch.testing.assert_close(net(x), net(x[:, 2]))  # a clip means its key frame
+    torch.testing.assert_close(net(x[:, 2:3]), net(x[:, 2]))  # a one-frame clip is its frame
+    feats = net.backbone_features(x[:, 2])[:, None]  # (B, 1, D, h, w)
+    torch.testing.assert_close(net.heatmaps(net.condition_from_features(feats)), net(x[:, 2]))
+    with pytest.raises(DiffPoseError, match="T=1"):
+        net(x)  # five frames: the estimator gives the baseline one-frame clips
     net.train()
     net(x[:, 2]).square().mean().backward()
     for name, p in net.named_parameters():
@@ -154,7 +139,7 @@ def test_baseline_shapes_key_frame_and_gradients():
 def test_paper_baseline_loads_vitpose_b_checkpoint_strictly():
     shapes = {**vitpose_b_backbone_shapes(), **vitpose_b_head_shapes()}
     state = random_state(shapes)
-    net = build_model(load_config("paper", overrides=["model.kind=baseline"]).model)
+    net = BaselineNet.from_config(load_config("paper").model)
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == shapes
     report = load_vitpose(net, state)
     assert report.ok and report.missing == [] and report.unexpected == [] and report.interpolated == []
@@ -164,7 +149,7 @@ def test_paper_baseline_loads_vitpose_b_checkpoint_strictly():
 
 def test_tiny_round_trip_file_and_report_for_diffpose(tmp_path):
     torch.manual_seed(0)
-    base = build_model(load_config("tiny", overrides=["model.kind=baseline"]).model)
+    base = BaselineNet.from_config(load_config("tiny").model)
     path = tmp_path / "vitpose.pth"
     torch.save({"state_dict": {"module." + k: v for k, v in base.state_dict().items()}, "meta": {"epoch": 3}}, path)
     net = tiny_net(seed=5)
@@ -207,19 +192,19 @@ def test_pickled_objects_are_refused(tmp_path):
         load_vitpose(tiny_net(), tmp_path / "absent.pth")
 
 
-def test_build_model_loads_and_freezes_from_config(tmp_path):
+def test_build_estimator_loads_and_freezes_from_config(tmp_path):
     src = tiny_net(seed=7)
     path = tmp_path / "bb.pth"
     torch.save(src.state_dict(), path)
-    net = build_model(load_config("tiny", overrides=[f"model.backbone.weights={path}",
-                                                     "model.backbone.freeze=true"]).model)
+    net = build_estimator(load_config("tiny", overrides=[f"model.backbone.weights={path}",
+                                                         "model.backbone.freeze=true"])).net
     assert torch.equal(net.backbone.pos_embed, src.backbone.pos_embed)
     assert not any(p.requires_grad for p in net.backbone.parameters())
     net.train()
     assert not net.backbone.training and net.decoder.training
     with pytest.raises(DiffPoseError, match="backbone keys missing"):
         torch.save({"backbone.pos_embed": src.backbone.pos_embed.detach()}, path)
-        build_model(load_config("tiny", overrides=[f"model.backbone.weights={path}"]).model)
+        build_estimator(load_config("tiny", overrides=[f"model.backbone.weights={path}"]))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The clips are made here: a blocky textured background and one coloured Gaussian blob per joint (a distinct
 hue each), every joint drifting at its own constant velocity across the 5 frames; the target is the key
-(middle) frame. Training uses :func:`diffpose.diffusion.training_loss` (random ``t`` per sample) with AdamW;
+(middle) frame. Training uses the DiffPose estimator's loss (random ``t`` per sample, as ``diffpose train``) with AdamW;
 evaluation samples with DDIM from pure noise and decodes with the codec.
 
 * ``test_tiny_overfits_four_clips`` (slow, ~2 min on 2 cores): the ``tiny`` preset as is, 17 joints,
@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from diffpose.codec import HeatmapCodec
-from diffpose.config import load_config
-from diffpose.diffusion import HeatmapDiffusion, sample_poses, training_loss
-from diffpose.models import build_model, param_groups
+from diffpose.config import SamplingConfig, load_config
+from diffpose.estimators import build_estimator
+from diffpose.models import param_groups
 
 BLOB_SIGMA = 2.0  # crop pixels
 MARGIN = 12  # keep joints this far from the crop border
@@ -57,21 +57,22 @@ def overfit(num_joints: int, num_clips: int, steps: int, lr: float = 1e-3, seed:
     clips, keypoints = make_clips(num_clips, num_joints, m.num_frames, m.backbone.image_size, seed)
     codec = HeatmapCodec.from_model_config(m)
     target, weights = codec.encode(keypoints, torch.ones(num_clips, num_joints))
-    net = build_model(m).train()
-    diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
+    estimator = build_estimator(cfg)
+    net = estimator.net.train()
     opt = torch.optim.AdamW(param_groups(net, lr=lr, weight_decay=1e-4))
     gen = torch.Generator().manual_seed(seed)
+    batch = {"frames": clips, "heatmaps": target, "weights": weights}
     losses = []
     for _ in range(steps):
-        loss = training_loss(net, clips, target, weights, diffusion, generator=gen)
+        loss = estimator.loss(batch, estimator.training_noise(gen, num_clips))["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     trivial = target.pow(2).mean().item()  # the loss of predicting an empty heatmap everywhere
     net.eval()
-    out = sample_poses(net, diffusion, codec, clips=clips, steps=2, hypotheses=4,
-                       generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        out = estimator.predict(clips, SamplingConfig(steps=2, ensemble=4), torch.Generator().manual_seed(seed + 1))
     errors = (out.keypoints - keypoints).norm(dim=-1)  # (N, J)
     return np.array(losses), trivial, errors
 

@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
-from test_model import random_state, vitpose_b_head_shapes
-from test_vit import VIT_B_PARAMS, vitpose_b_backbone_shapes
 
 from diffpose.cli import main
 from diffpose.config import load_config
-from diffpose.models import build_model, count_gflops, count_params
+from diffpose.models import BaselineNet, DiffPoseNet, count_gflops, count_params
 from diffpose.models.vit import Block
+from tests.helpers import VIT_B_PARAMS, random_state, vitpose_b_backbone_shapes, vitpose_b_head_shapes
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -29,7 +28,7 @@ def test_tiny_json_has_exactly_the_documented_keys_and_true_counts(capsys):
     assert list(doc["params"]) == ["backbone", "strl", "decoder", "total"]
     assert list(doc["gflops"]) == ["backbone_per_frame", "strl_per_clip", "decoder_per_step"]
     assert doc["weights"] == {"missing": [], "unexpected": []}
-    net = build_model(load_config("tiny").model)
+    net = DiffPoseNet.from_config(load_config("tiny").model)
     assert doc["params"] == {"backbone": count_params(net.backbone), "strl": count_params(net.strl),
                              "decoder": count_params(net.decoder), "total": count_params(net)}
     assert doc["params"]["total"] == sum(doc["params"][k] for k in ("backbone", "strl", "decoder"))
@@ -52,7 +51,7 @@ def test_human_table_lists_every_part_and_the_baseline(capsys):
     for part in ("backbone (ViT)", "STRL", "Pose-Decoder: denoising step", "DiffPose total",
                  "baseline head (ViTPose deconv)", "baseline total", "multiply-accumulates"):
         assert part in out, part
-    head_params = count_params(build_model(load_config("tiny", overrides=["model.kind=baseline"]).model).keypoint_head)
+    head_params = count_params(BaselineNet.from_config(load_config("tiny").model).keypoint_head)
     assert f"{head_params:,}" in out
 
 
@@ -72,7 +71,7 @@ def test_paper_preset_with_a_vitpose_b_checkpoint(tmp_path, capsys):
 
 def tiny_backbone_file(tmp_path, drop: str | None = None, reshape: str | None = None):
     torch.manual_seed(0)
-    state = {k: v for k, v in build_model(load_config("tiny").model).state_dict().items()
+    state = {k: v for k, v in DiffPoseNet.from_config(load_config("tiny").model).state_dict().items()
              if k.startswith("backbone.") and k != drop}
     if reshape:
         state[reshape] = torch.zeros(2, 2)
@@ -105,7 +104,7 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "bad.pth" in err
 
 
-def test_time_train_step_reports_both_models(capsys):
+def test_time_train_step_reports_every_model_kind(capsys):
     code, out, _ = run_cli(capsys, "--preset", "tiny", "--time-train-step", "--batch", "2", "--threads", "2")
     assert code == 0
     lines = [line.split() for line in out.splitlines() if "ms/step" in line]

@@ -1,0 +1,108 @@
+"""The model kinds (``model.kind``), named in one place, and how estimators are built and loaded.
+
+:data:`KINDS` maps each kind to its network class (anything with ``from_config(cfg.model)``) and its estimator
+class. Adding a kind is one new network file plus one line here; nothing else in the package names kinds.
+
+* :func:`build_estimator` -- a fresh estimator from a config (optionally loading ``model.backbone.weights``);
+* :func:`load_estimator` -- the estimator a ``diffpose train`` checkpoint describes, with its weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffpose.checkpoint import CheckpointError, load_checkpoint, model_state
+from diffpose.config import Config, ConfigError, config_from_dict
+from diffpose.errors import DiffPoseError
+from diffpose.estimators.base import PoseEstimator
+from diffpose.estimators.diffusion import DiffusionEstimator
+from diffpose.estimators.regression import RegressionEstimator
+from diffpose.models import BaselineNet, DiffPoseNet, freeze_backbone, load_vitpose
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A model kind: which network, driven by which estimator."""
+
+    network: Any  # a class with ``from_config(ModelConfig) -> ClipNetwork``
+    estimator: type[PoseEstimator]
+    summary: str  # one line for --help and docs
+
+
+KINDS: dict[str, Kind] = {
+    "diffpose": Kind(DiffPoseNet, DiffusionEstimator, "temporal diffusion: ViT + STRL + Pose-Decoder with LMSFI"),
+    "baseline": Kind(BaselineNet, RegressionEstimator, "single-frame heatmap regression: ViT + ViTPose head"),
+}
+
+
+def get_kind(name: str) -> Kind:
+    """The :class:`Kind` called ``name``; a :class:`ConfigError` naming ``model.kind`` otherwise."""
+    if name not in KINDS:
+        raise ConfigError(f"unknown model kind {name!r}; choose one of: {', '.join(KINDS)}", field="model.kind")
+    return KINDS[name]
+
+
+def build_estimator(cfg: Config, load_weights: bool = True, net: Any = None) -> PoseEstimator:
+    """The estimator of ``cfg.model.kind`` around a fresh network (or around ``net``, e.g. exported graphs).
+
+    Args:
+        cfg: the resolved config.
+        load_weights: load ``model.backbone.weights`` into the fresh network when it is set: a ViTPose checkpoint
+            or a diffpose checkpoint (e.g. a trained baseline's ``final.pt`` to start DiffPose from). Only the
+            backbone is required; missing backbone keys are an error.
+        net: use this network instead of building one (no weights are loaded then).
+    """
+    kind = get_kind(cfg.model.kind)
+    if net is None:
+        net = kind.network.from_config(cfg.model)
+        weights = cfg.model.backbone.weights
+        if load_weights and weights:
+            report = load_vitpose(net, weights)
+            missing = [k for k in report.missing if k.startswith("backbone.")]
+            if missing:
+                raise DiffPoseError(f"{len(missing)} backbone keys missing from the checkpoint, e.g. {missing[0]}",
+                                    weights, "model.backbone.weights")
+        if cfg.model.backbone.freeze:
+            freeze_backbone(net)
+    return kind.estimator(net, cfg)
+
+
+def load_estimator(checkpoint: str | Path, device: torch.device | str = "cpu", use_ema: bool = True
+                   ) -> PoseEstimator:
+    """The estimator a diffpose checkpoint describes, with its weights (EMA weights when present), in eval mode.
+
+    Every failure is a one-line :class:`~diffpose.checkpoint.CheckpointError` naming the file: not a diffpose
+    checkpoint, a config this version cannot build, weights that do not fit the config's model.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    if "config" not in ckpt:
+        raise CheckpointError("not a diffpose checkpoint (no 'config' entry)", checkpoint)
+    if not isinstance(ckpt["config"], dict):
+        raise CheckpointError(f"expected a config dict, found {type(ckpt['config']).__name__}", checkpoint, "config")
+    try:
+        cfg = config_from_dict(ckpt["config"])
+        cfg.model.backbone.weights = ""  # the checkpoint holds the backbone already
+        estimator = build_estimator(cfg, load_weights=False)
+    except Exception as e:  # a config this version cannot build: name the checkpoint, not just the key
+        text = str(e) if isinstance(e, DiffPoseError) else f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+        raise CheckpointError(f"its config cannot be used: {text}", checkpoint, "config") from None
+    state = ckpt["ema"] if use_ema and isinstance(ckpt.get("ema"), dict) and ckpt["ema"] else \
+        model_state(ckpt, checkpoint)
+    net = estimator.net
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except Exception as e:  # shape mismatches (RuntimeError), entries that are not tensors
+        shapes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+        detail = shapes[0] if shapes else " ".join(str(e).split())[:160]
+        what = f"{len(shapes)} shape mismatches, e.g. {detail}" if shapes else detail
+        raise CheckpointError(f"weights do not fit the {cfg.model.kind} model of its own config ({what})",
+                              checkpoint, "model") from None
+    if missing or unexpected:
+        raise CheckpointError(f"weights do not fit the {cfg.model.kind} model of its own config "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
+                              f"{(missing or unexpected)[0]})", checkpoint)
+    return estimator.to(device).eval()
