@@ -180,12 +180,10 @@ def paper() -> Config:
 
 
 def tiny() -> Config:
-    """The same architecture scaled to train on a 2-core CPU in about 15 minutes on SynthTrack.
+    """The same architecture scaled to train on a 2-core CPU (timings in docs/model.md, "Presets").
 
     128x96 crops with ViTPose's patch 16 / padding 2 give an 8x6 token grid and 32x24 heatmaps (stride 4,
-    the paper's ratios). Measured on 2 CPU threads (docs/model.md): a training step of 16 clips x 5 frames
-    takes 0.7-0.9 s (18-22 clips/s) for DiffPose and 0.13-0.23 s for the baseline. Patch 8 (16x12 tokens,
-    64x48 heatmaps) was ~3.7x slower.
+    the paper's ratios).
     """
     return Config(
         preset="tiny",
@@ -200,7 +198,7 @@ def tiny() -> Config:
             baseline_deconv_channels=128,
         ),
         # Half of the training samples at t = T-1: from scratch on a CPU budget, uniform t left the
-        # condition path nearly untrained (val AP 4.5 vs 12.6 after 868 steps; README, "First results").
+        # condition path nearly untrained (docs/results.md).
         diffusion=DiffusionConfig(train_pure_noise=0.5),
         train=TrainConfig(batch_size=16, lr=1e-3, backbone_lr=1e-3, warmup_steps=100),
     )  # fmt: skip

@@ -54,7 +54,7 @@ def sample_timesteps(batch: int, timesteps: int, generator: torch.Generator | No
     Uniform on ``0 .. T-1``, except that a fraction ``pure_noise`` of the samples (in expectation) is put at
     ``T-1``, the pure-noise end where the first DDIM step starts and only the condition carries information.
     At low noise the network can copy ``x_t``; the extra pure-noise samples make it learn the
-    condition -> heatmap path sooner (see README, "Training choices").
+    condition -> heatmap path sooner (docs/model.md, "Choices where the paper is silent").
     """
     where = generator.device if generator is not None else device
     t = torch.randint(0, timesteps, (batch,), generator=generator, device=where)

@@ -1,4 +1,4 @@
-"""Reuse of backbone features across the overlapping clip windows of a video (issue 7).
+"""Reuse of backbone features across the overlapping clip windows of a video.
 
 Run naively, DiffPose crops every frame of a person's ``T``-frame window with the key frame's box and runs
 the backbone on all ``T`` crops: ``T`` backbone passes per person and frame. With reuse, every person crop

@@ -5,6 +5,8 @@ import pytest
 from diffpose.config import (
     Config,
     ConfigError,
+    DataConfig,
+    clip_offsets,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -70,3 +72,31 @@ def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config("huge")
     assert isinstance(load_config(), Config)
+
+
+def test_moved_keys_are_read_under_their_new_names(tmp_path):
+    with pytest.warns(DeprecationWarning) as warned:
+        cfg = load_config("tiny", overrides=["diffusion.ensemble=4", "diffusion.combine=median"])
+    assert sorted(str(w.message).split(";")[0] for w in warned) == [
+        "config key diffusion.combine is now sampling.combine", "config key diffusion.ensemble is now sampling.ensemble"]
+    assert cfg.sampling.ensemble == 4 and cfg.sampling.combine == "median"
+    path = tmp_path / "old.yaml"
+    path.write_text("diffusion:\n  steps: 3\n  scale: 1.5\n")
+    with pytest.warns(DeprecationWarning):
+        cfg = load_config("tiny", path)
+    assert cfg.sampling.steps == 3 and cfg.diffusion.scale == 1.5
+    old = config_to_dict(load_config("tiny"))  # a config dict as an older checkpoint holds it
+    old["diffusion"].update(steps=2, eta=0.0)
+    del old["sampling"]
+    cfg = config_from_dict(old)  # upgraded silently: checkpoints are not the user's spelling
+    assert cfg.sampling.steps == 2 and cfg.sampling.eta == 0.0 and not hasattr(cfg.diffusion, "steps")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config("tiny", overrides=["diffusion.stepz=3"])
+
+
+def test_clip_offsets_of_single_and_multi_frame_models():
+    data = DataConfig(frame_offsets=(-2, -1, 0, 1, 2))
+    assert clip_offsets(data, 5) == (-2, -1, 0, 1, 2) and clip_offsets(data, 1) == (0,)
+    for bad, frames in (((-1, 0, 1), 5), ((1, 2, 3), 3), ((0, 0, 1), 3)):
+        with pytest.raises(ConfigError, match="frame_offsets"):
+            clip_offsets(DataConfig(frame_offsets=bad), frames)

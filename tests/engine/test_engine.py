@@ -19,7 +19,7 @@ from diffpose.checkpoint import load_checkpoint
 from diffpose.cli import main as cli_main
 from diffpose.config import load_config
 from diffpose.engine.distributed import DistContext
-from diffpose.engine.trainer import Trainer
+from diffpose.engine.trainer import Trainer, step_generator
 from diffpose.errors import DiffPoseError
 from tests.helpers import MICRO
 
@@ -160,3 +160,17 @@ def test_val_every_with_a_missing_validation_split_fails_before_training(synth_s
     with pytest.raises(DiffPoseError, match="nosuch"):
         Trainer(cfg, tmp_path / "run", progress=False, ctx=DistContext())
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["diffpose", "baseline"])
+def test_the_trainer_minimises_the_estimators_own_loss(synth_small, tmp_path, kind):
+    """One training loss: the trainer's step loss is the estimator's loss on the step's seeded draws."""
+    trainer = Trainer(micro_config(synth_small, f"model.kind={kind}"), tmp_path, progress=False, ctx=DistContext())
+    trainer.dataset.set_epoch(0)
+    trainer.sampler.set_epoch(0)
+    batch = next(iter(trainer.loader()))
+    trainer.step = 7
+    draws = trainer.estimator.training_noise(step_generator(trainer.cfg, 7), trainer.cfg.train.batch_size)
+    expected = trainer.estimator.loss({k: batch[k] for k in ("frames", "heatmaps", "weights")}, draws)["loss"]
+    assert torch.equal(trainer.loss(batch), expected)
+    assert batch["frames"].shape[1] == trainer.estimator.num_frames == (5 if kind == "diffpose" else 1)
