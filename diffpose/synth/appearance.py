@@ -101,7 +101,11 @@ HAIR_COLOURS = (rgb(0.06, 0.05, 0.04), rgb(0.18, 0.11, 0.06), rgb(0.35, 0.22, 0.
 
 @dataclass(frozen=True, eq=False)
 class Appearance:
-    """How one person looks. ``belt`` is the fraction of the torso length where trousers begin."""
+    """How one person looks. ``belt`` is the fraction of the torso length where trousers begin.
+
+    A shirt has a front and a back, as real clothes do: the front shows a neckline (a V or a round opening
+    showing skin) and sometimes a print on the chest (``chest_print``, a colour); the back is plain.
+    """
 
     skin: Material
     hair: Material
@@ -112,6 +116,8 @@ class Appearance:
     long_sleeves: bool
     long_pants: bool
     belt: float
+    v_neck: bool = True
+    chest_print: np.ndarray | None = None
 
 
 def sample_appearance(rng: np.random.Generator) -> Appearance:
@@ -133,4 +139,6 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         long_sleeves=bool(rng.random() < 0.5),
         long_pants=bool(rng.random() < 0.75),
         belt=float(rng.uniform(0.78, 0.86)),
+        v_neck=bool(rng.random() < 0.5),
+        chest_print=hsv_bgr(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.2, 1.0)) if rng.random() < 0.5 else None,
     )

@@ -1,6 +1,9 @@
 """Drawing one person: body parts as shaded textured shapes, painted back to front.
 
 A person is 17 parts (torso, neck, head with hair, face, an optional hat, and three segments per limb).
+Front and back look different, as they do on real people, so that left and right can be told apart: the face
+(with eyes) shows only from the front, the back of the head is hair, and a shirt shows its neckline and chest
+print only from the front.
 Each part gets a depth from the figure's 3D points (:func:`diffpose.synth.figure.project`) and the parts
 are painted in order of increasing depth, so a near arm covers the torso and the torso covers the far arm;
 a face turned away from the camera is painted before the back of the head and disappears behind it.
@@ -155,14 +158,46 @@ def draw_person(canvas: Canvas, xy: np.ndarray, z: np.ndarray, body: BodyShape, 
         orders[PART[name]] = canvas.paint(f, albedo * shade, owner)
         if name == "face" and details:
             _face_details(canvas, xy[HEAD_CENTRE], up, body, face_yaw, hp)
+        if name == "torso":
+            _shirt_front(canvas, f, look, body, yaw, hp, shade, float(np.linalg.norm(xy[PELVIS] - xy[NECK_BASE])))
     return orders, (xy[HEAD_CENTRE].copy(), head_a, head_b, up)
+
+
+def _shirt_front(canvas: Canvas, f: Field, look: Appearance, body: BodyShape, yaw: float, hp: float,
+                 shade: np.ndarray, length: float) -> None:
+    """The front of the shirt on a torso facing the camera: a neckline showing skin and an optional chest print
+    (decoration on the torso's own pixels: the maps are unchanged). Nothing is drawn on a back view."""
+    facing = float(np.cos(yaw))
+    if facing < 0.15 or length < 4:
+        return
+    # The chest's front midline, seen at this yaw, sits chest_depth * sin(yaw) across from the torso axis.
+    mid = -body.chest_depth * hp * float(np.sin(yaw)) * 0.9
+    half = body.shoulder_half * hp * facing  # foreshortened chest half-width
+    du = f.u + np.float32(0.035 * hp)  # from the top of the shoulders' cap
+    dv = np.abs(f.v - np.float32(mid))
+    depth = (0.4 if look.v_neck else 0.24) * length + 0.035 * hp
+    if look.v_neck:
+        neck = dv < np.float32(0.5 * half) * (1 - du / np.float32(depth))
+    else:
+        neck = (dv / np.float32(0.45 * half)) ** 2 + (du / np.float32(depth)) ** 2 < 1
+    masks = [(neck, look.skin.colour(f.u, f.v, hp))]
+    if look.chest_print is not None:
+        cu = f.u - np.float32(0.38 * length)
+        chest = (dv / np.float32(0.45 * half)) ** 2 + (cu / np.float32(0.14 * length)) ** 2 < 1
+        masks.append((chest, np.broadcast_to(look.chest_print, f.u.shape + (3,))))
+    h, w = f.alpha.shape
+    region = canvas.image[f.y0:f.y0 + h, f.x0:f.x0 + w]
+    inside = f.alpha >= 0.5
+    for mask, albedo in masks:
+        m = mask & inside
+        region[m] = (albedo * shade)[m]
 
 
 def _face_details(canvas: Canvas, centre: np.ndarray, up: np.ndarray, body: BodyShape, face_yaw: float,
                   hp: float) -> None:
     """Eyes and mouth on a face that looks towards the camera (decoration only: the maps are unchanged)."""
     head_px = body.head_len * hp
-    if head_px < 12 or np.cos(face_yaw) < 0.25:
+    if head_px < 7 or np.cos(face_yaw) < 0.25:
         return
     import cv2  # local: keeps the import cost out of ``diffpose --help``
 

@@ -78,7 +78,8 @@ def test_moved_keys_are_read_under_their_new_names(tmp_path):
     with pytest.warns(DeprecationWarning) as warned:
         cfg = load_config("tiny", overrides=["diffusion.ensemble=4", "diffusion.combine=median"])
     assert sorted(str(w.message).split(";")[0] for w in warned) == [
-        "config key diffusion.combine is now sampling.combine", "config key diffusion.ensemble is now sampling.ensemble"]
+        "config key diffusion.combine is now sampling.combine",
+        "config key diffusion.ensemble is now sampling.ensemble"]
     assert cfg.sampling.ensemble == 4 and cfg.sampling.combine == "median"
     path = tmp_path / "old.yaml"
     path.write_text("diffusion:\n  steps: 3\n  scale: 1.5\n")
