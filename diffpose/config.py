@@ -40,6 +40,8 @@ class BackboneConfig:
     """Per-frame ViT, key-compatible with ViTPose (``backbone.*`` keys)."""
 
     image_size: tuple[int, int] = (256, 192)  # input crop (H, W)
+    stem: str = "patch"  # "patch" (ViTPose's patch convolution) or "conv" (a stride-8 convolutional stem)
+    stem_channels: tuple[int, int] = (32, 64)  # conv stem widths at 1/2 and 1/4 resolution
     patch_size: int = 16
     patch_padding: int = 2  # ViTPose pads the patch conv by 2: 256x192 -> 16x12 tokens
     embed_dim: int = 768
@@ -50,6 +52,7 @@ class BackboneConfig:
     drop_path: float = 0.3
     weights: str = ""  # optional path to a ViTPose / diffpose checkpoint for the backbone
     freeze: bool = False  # keep backbone weights fixed during training
+    neighbour_grad: bool = True  # False: only the key frame's backbone pass gets gradients (neighbours no_grad)
     layer_decay: float = 1.0  # layer-wise lr decay (1.0 = off); ViTPose uses 0.75
 
 
@@ -63,6 +66,7 @@ class STRLConfig:
     mlp_ratio: float = 4.0
     out_dim: int = 256  # condition channels C
     agg_hidden: int = 512  # hidden width of the aggregation MLP (T*D per location -> C)
+    key_shortcut: bool = False  # add the key frame's backbone features to the condition (identity or 1x1)
 
 
 @dataclass
@@ -78,6 +82,10 @@ class DecoderConfig:
     mlp_ratio: float = 4.0  # MLP width of the SeRef / Trans transformer layers
     conv_depth: int = 2  # (3x3 conv, GroupNorm, ReLU) units per conv branch at the 2x and 4x scales
     time_dim: int = 128  # sinusoidal timestep embedding width
+    predicts: str = "signal"  # "signal": x0 in the diffused signal space; "heatmap": x0 as heatmaps in [0, 1]
+    fusion: str = "lmsfi"  # "lmsfi": masks from x_t look up the condition; "concat": x_t features concatenated
+    heat_path: bool = False  # also add the (refined) x_t features to each scale's fused output
+    self_condition: bool = False  # the decoder also sees its previous x0 estimate (needs predicts="heatmap")
 
 
 @dataclass

@@ -122,7 +122,7 @@ def _human(cfg: Any, preset: str, cx: Any, weights: str | None, report: Any) -> 
     out = [
         f"preset {preset}: {m.kind} model, crops {h}x{w} (HxW), heatmaps {hh}x{hw} (HxW), {t} frames, "
         f"{m.num_joints} joints; backbone ViT {m.backbone.embed_dim}d x {m.backbone.depth} blocks, "
-        f"patch {m.backbone.patch_size}",
+        + (f"patch {m.backbone.patch_size}" if m.backbone.stem == "patch" else "conv stem (stride 8)"),
         "",
         _table(rows),
         "",

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="difficulty and size (default: %(default)s)")
     parser.add_argument("--videos", type=int, default=None, help="number of train videos (preset: easy 32, "
                         "default 48, hard 48); val gets a quarter of that, at least 1")
+    parser.add_argument("--val-videos", type=int, default=None, help="number of val videos (default: a quarter of "
+                        "the train videos, at least 1); video i of a split is the same whatever the count")
     parser.add_argument("--frames", type=int, default=None, help="frames per video (preset: 36)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s); "
@@ -61,7 +63,7 @@ def _prepare(out: Path, force: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = get_preset(args.preset).with_overrides(videos=args.videos, frames=args.frames)
+    preset = get_preset(args.preset).with_overrides(videos=args.videos, frames=args.frames, val_videos=args.val_videos)
     if args.seed < 0:
         raise DiffPoseError(f"expected a seed >= 0, got {args.seed}", field="--seed")
     if args.workers < 1:

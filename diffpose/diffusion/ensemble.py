@@ -77,7 +77,8 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
 @torch.no_grad()
 def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, clips: torch.Tensor | None = None,
                  cond: torch.Tensor | None = None, steps: int = 1, eta: float = 1.0, hypotheses: int = 1,
-                 combine: str = "mean", generator: torch.Generator | None = None) -> PoseSamples:
+                 combine: str = "mean", generator: torch.Generator | None = None, predicts: str = "signal",
+                 self_condition: bool = False) -> PoseSamples:
     """Sample poses for ``B`` clips with ``K = hypotheses`` noise maps each, in one batch of ``B*K``.
 
     Args:
@@ -87,6 +88,9 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
             per-frame features via ``net.condition_from_features``).
         steps: DDIM steps ``S``; eta: DDIM noise; hypotheses: ``K``; combine: ``"mean"`` or ``"median"``.
         generator: ``torch.Generator`` for all noise (identical seeds give identical samples).
+        predicts: the space ``net.denoise`` predicts ``x0`` in: ``"signal"`` or ``"heatmap"`` (then encoded here).
+        self_condition: the network reads its previous estimate (``net.denoise(x_t, t, pyramid, prev)``, a
+            heatmap; none at the first step).
 
     Returns:
         :class:`PoseSamples`. The network is called: STRL once, ``prepare`` once, ``denoise`` ``S`` times.
@@ -104,10 +108,16 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     pyramid = net.prepare(cond).expand(k)  # B*K rows
     shape = (b * k, net.num_joints, *net.heatmap_size)
 
-    def denoise_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return net.denoise(x_t, t, pyramid)  # (B*K, J, H, W)
+    def denoise_fn(x_t: torch.Tensor, t: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+        if self_condition:
+            heat_prev = None if prev is None else diffusion.signal.decode(prev, clamp=True)  # (B*K, J, H, W)
+            out = net.denoise(x_t, t, pyramid, heat_prev)  # (B*K, J, H, W)
+        else:
+            out = net.denoise(x_t, t, pyramid)  # (B*K, J, H, W)
+        return diffusion.signal.encode(out) if predicts == "heatmap" else out  # signal space
 
-    x0 = ddim_sample(denoise_fn, shape, diffusion, steps, eta, generator, cond.device, cond.dtype)  # (B*K, J, H, W)
+    x0 = ddim_sample(denoise_fn, shape, diffusion, steps, eta, generator, cond.device, cond.dtype,
+                     self_condition=self_condition)  # (B*K, J, H, W)
     heatmaps = diffusion.signal.decode(x0, clamp=True)  # (B*K, J, H, W) in [0, 1]
     hyp = heatmaps.reshape(b, k, *heatmaps.shape[1:])  # (B, K, J, H, W)
     return combine_hypotheses(hyp, codec, combine)
@@ -119,4 +129,6 @@ def sample_from_config(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCode
     """:func:`sample_poses` with ``steps``, ``eta``, ``ensemble`` and ``combine`` from a
     :class:`~diffpose.config.SamplingConfig`."""
     return sample_poses(net, diffusion, codec, clips=clips, cond=cond, steps=sampling.steps, eta=sampling.eta,
-                        hypotheses=sampling.ensemble, combine=sampling.combine, generator=generator)
+                        hypotheses=sampling.ensemble, combine=sampling.combine, generator=generator,
+                        predicts=getattr(net, "predicts", "signal"),
+                        self_condition=getattr(net, "self_condition", False))

@@ -65,21 +65,27 @@ def sample_timesteps(batch: int, timesteps: int, generator: torch.Generator | No
 
 
 def training_noise(batch: int, shape: tuple[int, ...], diffusion: HeatmapDiffusion,
-                   generator: torch.Generator | None = None, pure_noise: float = 0.0) -> dict[str, torch.Tensor]:
+                   generator: torch.Generator | None = None, pure_noise: float = 0.0,
+                   self_condition: float = 0.0) -> dict[str, torch.Tensor]:
     """The random draws of one training batch, on the CPU: ``t (B,)`` (see :func:`sample_timesteps`), then
-    ``noise (B, *shape)``, in that order from ``generator``.
+    ``noise (B, *shape)``, then (with ``self_condition`` > 0) ``self_cond (B,)`` bool with that probability
+    (the samples trained on their own first estimate), in that order from ``generator``.
 
     Drawing a whole global batch from one generator and slicing it per process makes N processes see exactly
     the draws one process would (the trainer's DDP parity).
     """
     t = sample_timesteps(batch, diffusion.timesteps, generator, "cpu", pure_noise)  # (B,)
     noise = randn((batch, *shape), generator, "cpu")  # (B, J, H, W)
-    return {"t": t, "noise": noise}
+    draws = {"t": t, "noise": noise}
+    if self_condition > 0:
+        draws["self_cond"] = torch.rand((batch,), generator=generator) < self_condition  # (B,)
+    return draws
 
 
 def training_loss(denoise_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target_heatmaps: torch.Tensor,
                   target_weights: torch.Tensor, diffusion: HeatmapDiffusion, t: torch.Tensor, noise: torch.Tensor,
-                  joint_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  joint_weights: torch.Tensor | None = None, predicts: str = "signal"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The diffusion training loss of one batch (method §3): noise the targets to step ``t``, predict x0.
 
     ``x_t = q_sample(encode(target), t, noise)``, ``x0_hat = denoise_fn(x_t, t)`` (signal space), and the
@@ -92,6 +98,8 @@ def training_loss(denoise_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         diffusion: the schedule and signal transform.
         t, noise: ``(B,)`` steps and ``(B, J, H, W)`` noise (from :func:`training_noise`).
         joint_weights: optional ``(J,)`` per-joint loss factors.
+        predicts: ``"signal"`` (``denoise_fn`` returns ``x0`` in signal space, decoded here) or ``"heatmap"``
+            (it returns heatmaps).
 
     Returns:
         ``(loss, prediction)``: the scalar loss and the decoded prediction ``(B, J, H, W)`` (detached).
@@ -101,6 +109,6 @@ def training_loss(denoise_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
                             f"{tuple(target_heatmaps.shape)}", field="noise")
     x0 = diffusion.signal.encode(target_heatmaps)  # (B, J, H, W)
     x_t = diffusion.q_sample(x0, t, noise)  # (B, J, H, W)
-    x0_hat = denoise_fn(x_t, t)  # (B, J, H, W), signal space
-    pred = diffusion.signal.decode(x0_hat.float())  # (B, J, H, W), heatmap space (unclamped: keeps gradients)
+    x0_hat = denoise_fn(x_t, t).float()  # (B, J, H, W)
+    pred = x0_hat if predicts == "heatmap" else diffusion.signal.decode(x0_hat)  # heatmap space, unclamped
     return heatmap_mse(pred, target_heatmaps, target_weights, joint_weights), pred.detach()

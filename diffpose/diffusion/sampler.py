@@ -22,7 +22,7 @@ import torch
 from diffpose.diffusion.schedule import HeatmapDiffusion, randn
 from diffpose.errors import DiffPoseError
 
-DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DenoiseFn = Callable[..., torch.Tensor]  # (x_t, t) or, self-conditioned, (x_t, t, prev) -> x0 (signal space)
 
 
 def ddim_time_pairs(timesteps: int, steps: int) -> list[tuple[int, int]]:
@@ -82,7 +82,8 @@ def ddim_step(diffusion: HeatmapDiffusion, x_t: torch.Tensor, x0_pred: torch.Ten
 
 def ddim_sample(denoise_fn: DenoiseFn, shape: tuple[int, ...], diffusion: HeatmapDiffusion, steps: int = 1,
                 eta: float = 1.0, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32, x_T: torch.Tensor | None = None) -> torch.Tensor:
+                dtype: torch.dtype = torch.float32, x_T: torch.Tensor | None = None,
+                self_condition: bool = False) -> torch.Tensor:
     """Run DDIM from pure noise and return the final x0 in signal space.
 
     Args:
@@ -92,13 +93,18 @@ def ddim_sample(denoise_fn: DenoiseFn, shape: tuple[int, ...], diffusion: Heatma
         generator: draws ``x_T`` and the per-step noise (same seed -> same sample).
         device, dtype: where the sample lives.
         x_T: optional starting noise ``(N, J, H, W)`` (then ``generator`` only drives the per-step noise).
+        self_condition: call ``denoise_fn(x_t, t, prev)`` with the previous step's clamped ``x0`` (None at the
+            first step), for a network trained with self-conditioning.
 
     Returns:
         ``x0 (N, J, H, W)`` in ``[-s, s]``.
     """
     pairs = ddim_time_pairs(diffusion.timesteps, steps)
     x = randn(shape, generator, device, dtype) if x_T is None else x_T.to(device=device, dtype=dtype)
+    prev = None
     for t, t_next in pairs:
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)  # (N,)
-        x = ddim_step(diffusion, x, denoise_fn(x, t_batch), t, t_next, eta, generator).prev_sample
+        x0 = denoise_fn(x, t_batch, prev) if self_condition else denoise_fn(x, t_batch)  # (N, J, H, W)
+        out = ddim_step(diffusion, x, x0, t, t_next, eta, generator)
+        x, prev = out.prev_sample, out.pred_x0
     return x

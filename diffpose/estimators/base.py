@@ -54,6 +54,8 @@ class PoseEstimator:
         self.num_frames = int(net.num_frames)
         self.offsets = clip_offsets(cfg.data, self.num_frames)  # e.g. (-2, -1, 0, 1, 2); (0,) for one frame
         self.key = self.offsets.index(0)
+        if isinstance(net, nn.Module) and hasattr(net, "key_index"):
+            net.key_index = self.key  # the network's position of the key frame in a clip
 
     # ------------------------------------------------------------------------------------------ description
     @property

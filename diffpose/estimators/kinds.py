@@ -21,7 +21,7 @@ from diffpose.errors import DiffPoseError
 from diffpose.estimators.base import PoseEstimator
 from diffpose.estimators.diffusion import DiffusionEstimator
 from diffpose.estimators.regression import RegressionEstimator
-from diffpose.models import BaselineNet, DiffPoseNet, freeze_backbone, load_vitpose
+from diffpose.models import BaselineNet, DiffPoseNet, TemporalRegressionNet, freeze_backbone, load_vitpose
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "diffpose": Kind(DiffPoseNet, DiffusionEstimator, "temporal diffusion: ViT + STRL + Pose-Decoder with LMSFI"),
     "baseline": Kind(BaselineNet, RegressionEstimator, "single-frame heatmap regression: ViT + ViTPose head"),
+    "regression": Kind(TemporalRegressionNet, RegressionEstimator, "temporal heatmap regression: ViT + STRL + "
+                       "ViTPose head, no diffusion"),
 }
 
 

@@ -65,6 +65,14 @@ def _denoise(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, *tensors: torch
     return net.denoise(x_t, t, pyramid)  # (B*K, J, H, W)
 
 
+def _denoise_prev(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, prev: torch.Tensor,
+                  *tensors: torch.Tensor) -> torch.Tensor:
+    named = dict(zip(STEP_FIELDS, tensors))
+    k = x_t.shape[0] // named["p1_masked"].shape[0]
+    pyramid = ConditionPyramid(f1=named["p1_masked"], hypotheses=int(k), **named)
+    return net.denoise(x_t, t, pyramid, prev)  # (B*K, J, H, W)
+
+
 # method -> (traced function, input names, output names, dynamic axes)
 _SIGNATURES: dict[str, tuple[Callable[..., Any], list[str], list[str], dict[str, dict[int, str]]]] = {
     "backbone_features": (lambda n, frames: n.backbone_features(frames), ["frames"], ["features"],
@@ -77,6 +85,16 @@ _SIGNATURES: dict[str, tuple[Callable[..., Any], list[str], list[str], dict[str,
                 {"x_t": {0: "BK"}, "t": {0: "BK"}, "x0": {0: "BK"}, **{name: {0: "B"} for name in STEP_FIELDS}}),
     "heatmaps": (lambda n, cond: n.heatmaps(cond), ["cond"], ["heatmaps"], {"cond": {0: "B"}, "heatmaps": {0: "B"}}),
 }
+# a self-conditioning decoder step also reads the previous estimate
+_DENOISE_PREV = (_denoise_prev, ["x_t", "t", "prev", *STEP_FIELDS], ["x0"],
+                 {"x_t": {0: "BK"}, "t": {0: "BK"}, "prev": {0: "BK"}, "x0": {0: "BK"},
+                  **{name: {0: "B"} for name in STEP_FIELDS}})
+
+
+def _signature(estimator: PoseEstimator, method: str) -> tuple[Callable[..., Any], list[str], list[str], dict]:
+    if method == "denoise" and estimator.cfg.model.decoder.self_condition:
+        return _DENOISE_PREV
+    return _SIGNATURES[method]
 
 
 def _trace(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
@@ -108,12 +126,13 @@ def example_inputs(estimator: PoseEstimator, batch: int = 2, hypotheses: int = 3
         pyramid = dict(zip(PYRAMID_FIELDS, net.prepare(cond).tensors()))
         x_t = torch.randn(batch * hypotheses, m.num_joints, *m.heatmap_size, generator=g)
         t = torch.randint(0, 1000, (batch * hypotheses,), generator=g)
-        out["denoise"] = (x_t, t, *(pyramid[f] for f in STEP_FIELDS))
+        prev = (torch.rand(x_t.shape, generator=g),) if estimator.cfg.model.decoder.self_condition else ()
+        out["denoise"] = (x_t, t, *prev, *(pyramid[f] for f in STEP_FIELDS))
     return {k: v for k, v in out.items() if k in estimator.graph_methods}
 
 
 def _outputs(estimator: PoseEstimator, method: str, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    out = _SIGNATURES[method][0](estimator.net, *args)
+    out = _signature(estimator, method)[0](estimator.net, *args)
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
@@ -137,7 +156,7 @@ def export_onnx(estimator: PoseEstimator, out_dir: str | Path, check: bool = Tru
     examples = example_inputs(estimator)
     files = {}
     for method in estimator.graph_methods:
-        fn, inputs, outputs, dynamic = _SIGNATURES[method]
+        fn, inputs, outputs, dynamic = _signature(estimator, method)
         files[method] = GRAPH_FILES[method]
         data = _trace(_Method(estimator.net, fn).eval(), examples[method], inputs, outputs, dynamic)
         atomic_write_bytes(data, out / files[method])
@@ -164,7 +183,7 @@ def check_parity(estimator: PoseEstimator, out_dir: str | Path, files: dict[str,
     with torch.no_grad():
         for method, args in examples.items():
             session = ort.InferenceSession(str(Path(out_dir) / files[method]), providers=["CPUExecutionProvider"])
-            names = _SIGNATURES[method][1]
+            names = _signature(estimator, method)[1]
             got = session.run(None, {n: a.numpy() for n, a in zip(names, args)})
             want = _outputs(estimator, method, args)
             result[method] = float(max(np.abs(x - y.numpy()).max() for x, y in zip(got, want)))

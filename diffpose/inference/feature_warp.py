@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from diffpose.data.transforms import invert_affine
-from diffpose.models.vit import token_grid
+from diffpose.models.stem import token_layout
 
 PADDING_MODES = ("border", "zeros")
 
@@ -57,11 +57,11 @@ class TokenGeometry:
 
     @classmethod
     def from_model_config(cls, model_cfg: object) -> TokenGeometry:
-        """From a :class:`~diffpose.config.ModelConfig` (``backbone.patch_size``, ``patch_padding``, ``image_size``)."""
+        """From a :class:`~diffpose.config.ModelConfig` (its backbone's stem and ``image_size``)."""
         bb = model_cfg.backbone  # type: ignore[attr-defined]
         h_in, w_in = (int(v) for v in bb.image_size)
-        grid = token_grid((h_in, w_in), int(bb.patch_size), int(bb.patch_padding))
-        return cls(int(bb.patch_size), (bb.patch_size - 1) / 2.0 - bb.patch_padding, grid, (w_in, h_in))
+        layout = token_layout((h_in, w_in), bb.stem, int(bb.patch_size), int(bb.patch_padding))
+        return cls(layout.stride, layout.offset, layout.grid, (w_in, h_in))
 
     def token_to_crop(self) -> np.ndarray:
         """``(3, 3)`` homogeneous matrix: token ``(c, r)`` -> crop pixel ``(u, v)``."""

@@ -4,7 +4,8 @@ Nothing here imports :mod:`diffpose.diffusion`, the estimators or the data layer
 and a step number, and know nothing of noise schedules, codecs or losses (the estimators drive them).
 
 * :class:`ClipNetwork` -- what every network offers (per-frame features, one condition per clip)
-* :class:`DiffPoseNet` (denoising head) and :class:`BaselineNet` (regression head), each with ``from_config``
+* :class:`DiffPoseNet` (denoising head), :class:`BaselineNet` and :class:`TemporalRegressionNet` (regression
+  heads, one frame or a clip), each with ``from_config``
 * :func:`load_vitpose` / :class:`LoadReport` -- original ViTPose checkpoints, strict shape check
 * :func:`param_groups` / :func:`freeze_backbone` -- optimiser groups with layer-wise lr decay
 * :func:`model_complexity` -- parameter counts and GFLOPs (MACs) per part
@@ -19,11 +20,13 @@ from diffpose.models.network import ClipNetwork
 from diffpose.models.optim import freeze_backbone, param_groups
 from diffpose.models.pose_decoder import ConditionPyramid, PoseDecoder
 from diffpose.models.strl import STRL
+from diffpose.models.temporal_regression import TemporalRegressionNet
 from diffpose.models.vit import ViT
 from diffpose.models.vitpose_io import LoadReport, load_vitpose, read_state_dict
 
 __all__ = [
     "STRL", "BaselineNet", "ClipNetwork", "Complexity", "ConditionPyramid", "DiffPoseNet", "LoadReport",
+    "TemporalRegressionNet",
     "PoseDecoder", "ViT", "ViTPoseHead", "build_backbone", "build_decoder", "build_head", "build_strl",
     "check_geometry", "count_gflops", "count_params", "freeze_backbone", "load_vitpose", "model_complexity",
     "param_groups", "read_state_dict",

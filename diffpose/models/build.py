@@ -13,8 +13,9 @@ from __future__ import annotations
 from diffpose.config import ConfigError, ModelConfig
 from diffpose.models.heads import ViTPoseHead
 from diffpose.models.pose_decoder import PoseDecoder
+from diffpose.models.stem import STEMS, token_layout
 from diffpose.models.strl import STRL
-from diffpose.models.vit import ViT, token_grid
+from diffpose.models.vit import ViT
 
 HEATMAP_PER_TOKEN = 4  # heatmap pixels per token along each axis (two x2 upsamplings)
 
@@ -22,12 +23,15 @@ HEATMAP_PER_TOKEN = 4  # heatmap pixels per token along each axis (two x2 upsamp
 def check_geometry(cfg: ModelConfig) -> tuple[int, int]:
     """The token grid ``(h, w)``; raises :class:`ConfigError` unless ``heatmap_size == 4 * (h, w)``."""
     bb = cfg.backbone
-    grid = token_grid(bb.image_size, bb.patch_size, bb.patch_padding)
+    if bb.stem not in STEMS:
+        raise ConfigError(f"unknown stem {bb.stem!r}; choose one of: {', '.join(STEMS)}", field="model.backbone.stem")
+    grid = token_layout(bb.image_size, bb.stem, bb.patch_size, bb.patch_padding).grid
     want = (HEATMAP_PER_TOKEN * grid[0], HEATMAP_PER_TOKEN * grid[1])
+    stem = f"patch {bb.patch_size} and padding {bb.patch_padding}" if bb.stem == "patch" else "the conv stem (stride 8)"
     if min(grid) < 1 or tuple(cfg.heatmap_size) != want:
-        raise ConfigError(f"image_size (H, W) {tuple(bb.image_size)} with patch {bb.patch_size} and padding "
-                          f"{bb.patch_padding} gives a {grid[0]}x{grid[1]} token grid, so heatmap_size (H, W) must "
-                          f"be {want}, got {tuple(cfg.heatmap_size)}", field="model.heatmap_size")
+        raise ConfigError(f"image_size (H, W) {tuple(bb.image_size)} with {stem} gives a {grid[0]}x{grid[1]} token "
+                          f"grid, so heatmap_size (H, W) must be {want}, got {tuple(cfg.heatmap_size)}",
+                          field="model.heatmap_size")
     return grid
 
 
@@ -36,14 +40,15 @@ def build_backbone(cfg: ModelConfig) -> ViT:
     bb = cfg.backbone
     return ViT(image_size=bb.image_size, patch_size=bb.patch_size, patch_padding=bb.patch_padding,
                embed_dim=bb.embed_dim, depth=bb.depth, num_heads=bb.num_heads, mlp_ratio=bb.mlp_ratio,
-               qkv_bias=bb.qkv_bias, drop_path=bb.drop_path)
+               qkv_bias=bb.qkv_bias, drop_path=bb.drop_path, stem=bb.stem, stem_channels=tuple(bb.stem_channels))
 
 
 def build_strl(cfg: ModelConfig, grid: tuple[int, int]) -> STRL:
     """The STRL of ``cfg.strl`` over ``cfg.num_frames`` frames of a ``grid`` ``(h, w)`` token grid."""
     s = cfg.strl
     return STRL(in_dim=cfg.backbone.embed_dim, num_frames=cfg.num_frames, grid_size=grid, dim=s.dim, depth=s.depth,
-                num_heads=s.num_heads, mlp_ratio=s.mlp_ratio, out_dim=s.out_dim, agg_hidden=s.agg_hidden)
+                num_heads=s.num_heads, mlp_ratio=s.mlp_ratio, out_dim=s.out_dim, agg_hidden=s.agg_hidden,
+                key_shortcut=s.key_shortcut)
 
 
 def build_decoder(cfg: ModelConfig) -> PoseDecoder:
@@ -52,7 +57,8 @@ def build_decoder(cfg: ModelConfig) -> PoseDecoder:
     return PoseDecoder(num_joints=cfg.num_joints, cond_dim=cfg.strl.out_dim, heat_dim=d.heatmap_dim,
                        widths=tuple(d.widths), seref_dim=d.seref_dim, seref_depth=d.seref_depth,
                        fuse_depth=d.fuse_depth, num_heads=d.num_heads, mlp_ratio=d.mlp_ratio,
-                       conv_depth=d.conv_depth, time_dim=d.time_dim)
+                       conv_depth=d.conv_depth, time_dim=d.time_dim, predicts=d.predicts, fusion=d.fusion,
+                       heat_path=d.heat_path, self_condition=d.self_condition)
 
 
 def build_head(cfg: ModelConfig, in_dim: int | None = None) -> ViTPoseHead:

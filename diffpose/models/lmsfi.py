@@ -23,6 +23,15 @@ hypotheses. At scale 1 the layer is a 1x1 projection, which commutes with the pe
 (``W (A * F) = A * (W F)``), so both halves are per clip. The condition is never copied per hypothesis:
 ``A_j * F_j`` is formed by broadcasting ``(B, K, 1, H, W) * (B, 1, C, H, W)``. Mathematically this is the
 concat formulation exactly; numerically it agrees to float rounding (tested).
+
+**Options where the paper is silent** (``decoder.fusion``, ``decoder.heat_path``):
+
+* ``heat_path``: the mask says *where* some joint may be, not *which*; with ``heat_path`` each scale also adds a
+  1x1 projection of the refined heatmap features ``xref_j`` to its fused output, so the decoder can refine joint
+  by joint from ``x_t`` (``out_j = Up(Fuse(...) + P_j xref_j)``).
+* ``fusion="concat"`` (the ablation "DiffPose without LMSFI"): no mask; each scale fuses
+  ``concat(F_j, P_j xref_j)`` -- the condition and a projection of the heatmap features side by side -- with the
+  same Fuse layers.
 """
 
 from __future__ import annotations
@@ -141,10 +150,13 @@ class TransformerScale(nn.Module):
     """
 
     def __init__(self, heat_dim: int, cond_dim: int, seref_dim: int, seref_depth: int, fuse_depth: int,
-                 num_heads: int, mlp_ratio: float, up_widths: list[int]):
+                 num_heads: int, mlp_ratio: float, up_widths: list[int], fusion: str = "lmsfi",
+                 heat_path: bool = False):
         super().__init__()
+        self.fusion = fusion
         self.seref = TokenTransformer(heat_dim, seref_dim, seref_depth, num_heads, mlp_ratio)
         self.fuse = TokenTransformer(2 * cond_dim, cond_dim, fuse_depth, num_heads, mlp_ratio)
+        self.heat_proj = nn.Conv2d(seref_dim, cond_dim, 1) if heat_path or fusion == "concat" else None
         self.up = up_stack(up_widths)
 
     def prepare(self, cond: torch.Tensor) -> Terms:
@@ -159,9 +171,17 @@ class TransformerScale(nn.Module):
         """``heat (B*K, c, h, w)``, ``terms`` from :meth:`prepare` (batch ``B``) -> ``(out (B*K, C_out, H, W),
         mask (B*K, 1, h, w))``."""
         masked_proj, plain_proj = terms
-        mask = lookup_mask(self.seref(heat))  # (B*K, 1, h, w)
-        x = add_per_clip(masked_condition(mask, masked_proj), plain_proj)  # (B*K, C_1, h, w)
+        refined = self.seref(heat)  # (B*K, D_s, h, w)
+        if self.fusion == "concat":  # concat(F_1, P xref) through the projection: its halves, no mask
+            mask = torch.ones_like(refined[:, :1])  # (B*K, 1, h, w)
+            heat_part = split_conv(self.fuse.proj, self.heat_proj(refined), 0)  # (B*K, C_1, h, w)
+            x = add_per_clip(heat_part, plain_proj)  # (B*K, C_1, h, w)
+        else:
+            mask = lookup_mask(refined)  # (B*K, 1, h, w)
+            x = add_per_clip(masked_condition(mask, masked_proj), plain_proj)  # (B*K, C_1, h, w)
         fused = self.fuse.encode(x)  # (B*K, C_1, h, w)
+        if self.heat_proj is not None and self.fusion != "concat":
+            fused = fused + self.heat_proj(refined)  # (B*K, C_1, h, w)
         return self.up(fused), mask  # (B*K, C_out, H, W), (B*K, 1, h, w)
 
 
@@ -173,11 +193,14 @@ class ConvScale(nn.Module):
         conv_depth: conv units per branch; up_widths: Up stack widths starting at ``C_j``.
     """
 
-    def __init__(self, heat_dim: int, cond_dim: int, conv_depth: int, up_widths: list[int]):
+    def __init__(self, heat_dim: int, cond_dim: int, conv_depth: int, up_widths: list[int], fusion: str = "lmsfi",
+                 heat_path: bool = False):
         super().__init__()
+        self.fusion = fusion
         # No ReLU at the end of SeRef: the channel max must be free to go negative (mask below 0.5).
         self.seref = conv_branch(heat_dim, heat_dim, conv_depth, final_relu=False)
         self.fuse = conv_branch(2 * cond_dim, cond_dim, conv_depth)
+        self.heat_proj = nn.Conv2d(heat_dim, cond_dim, 1) if heat_path or fusion == "concat" else None
         self.up = up_stack(up_widths)
 
     def prepare(self, cond: torch.Tensor) -> Terms:
@@ -188,10 +211,17 @@ class ConvScale(nn.Module):
         """``heat (B*K, c, H_j, W_j)``, ``terms`` from :meth:`prepare` (batch ``B``) -> ``(out (B*K, C_out, H, W),
         mask (B*K, 1, H_j, W_j))``."""
         cond, plain = terms
-        mask = lookup_mask(self.seref(heat))  # (B*K, 1, H_j, W_j)
-        first = self.fuse[0]  # conv, GroupNorm, ReLU on concat(A * F_j, F_j)
-        x = add_per_clip(split_conv(first[0], masked_condition(mask, cond), 0), plain)  # (B*K, C_j, H_j, W_j)
+        refined = self.seref(heat)  # (B*K, c, H_j, W_j)
+        first = self.fuse[0]  # conv, GroupNorm, ReLU on concat(A * F_j, F_j) (or concat(P xref, F_j))
+        if self.fusion == "concat":
+            mask = torch.ones_like(refined[:, :1])  # (B*K, 1, H_j, W_j)
+            x = add_per_clip(split_conv(first[0], self.heat_proj(refined), 0), plain)  # (B*K, C_j, H_j, W_j)
+        else:
+            mask = lookup_mask(refined)  # (B*K, 1, H_j, W_j)
+            x = add_per_clip(split_conv(first[0], masked_condition(mask, cond), 0), plain)  # (B*K, C_j, H_j, W_j)
         for layer in list(first)[1:]:
             x = layer(x)  # (B*K, C_j, H_j, W_j)
         fused = self.fuse[1:](x)  # (B*K, C_j, H_j, W_j)
+        if self.heat_proj is not None and self.fusion != "concat":
+            fused = fused + self.heat_proj(refined)  # (B*K, C_j, H_j, W_j)
         return self.up(fused), mask  # (B*K, C_out, H, W), (B*K, 1, H_j, W_j)

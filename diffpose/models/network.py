@@ -31,15 +31,23 @@ class ClipNetwork(nn.Module):
     Args:
         backbone: the per-frame feature extractor; its parameters are ``backbone.*``.
         num_joints: ``J``; num_frames: ``T`` frames per clip; heatmap_size: ``(H, W)`` of the output heatmaps.
+        neighbour_grad: False sends only the key frame through the backbone with gradients in training; the
+            neighbour frames go through it without (a stop-gradient: the same weights, about half the cost).
+
+    ``key_index`` is the key frame's position in a clip (``T // 2`` unless the estimator, which knows the clip's
+    frame offsets, sets it).
     """
 
-    def __init__(self, backbone: nn.Module, num_joints: int, num_frames: int, heatmap_size: tuple[int, int]):
+    def __init__(self, backbone: nn.Module, num_joints: int, num_frames: int, heatmap_size: tuple[int, int],
+                 neighbour_grad: bool = True):
         super().__init__()
         self.backbone = backbone
         self.num_joints = int(num_joints)
         self.num_frames = int(num_frames)
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))  # (H, W)
         self.backbone_frozen = False
+        self.neighbour_grad = neighbour_grad
+        self.key_index = self.num_frames // 2
 
     def train(self, mode: bool = True) -> ClipNetwork:
         """As ``nn.Module.train``, but a frozen backbone stays in eval mode (no stochastic depth)."""
@@ -65,6 +73,14 @@ class ClipNetwork(nn.Module):
             raise DiffPoseError(f"expected clips (B, T={self.num_frames}, 3, H, W), got {tuple(clips.shape)}",
                                 field="frames")
         b, t = clips.shape[:2]
-        feats = self.backbone_features(clips.flatten(0, 1))  # (B*T, D, h, w)
-        feats = feats.reshape(b, t, *feats.shape[1:])  # (B, T, D, h, w)
+        if self.neighbour_grad or t == 1 or not torch.is_grad_enabled() or self.backbone_frozen:
+            feats = self.backbone_features(clips.flatten(0, 1))  # (B*T, D, h, w)
+            feats = feats.reshape(b, t, *feats.shape[1:])  # (B, T, D, h, w)
+        else:
+            k = self.key_index
+            key = self.backbone_features(clips[:, k])  # (B, D, h, w), with gradients
+            with torch.no_grad():
+                others = self.backbone_features(torch.cat([clips[:, :k], clips[:, k + 1:]], 1).flatten(0, 1))
+            others = others.reshape(b, t - 1, *others.shape[1:])  # (B, T-1, D, h, w)
+            feats = torch.cat([others[:, :k], key[:, None], others[:, k:]], dim=1)  # (B, T, D, h, w)
         return self.condition_from_features(feats)  # (B, C, h, w)

@@ -100,6 +100,8 @@ class OnnxNetwork:
         self.num_joints = int(self.cfg.model.num_joints)
         self.num_frames = int(self.manifest["num_frames"])
         self.heatmap_size = tuple(int(v) for v in self.cfg.model.heatmap_size)  # (H, W)
+        self.predicts = self.cfg.model.decoder.predicts
+        self.self_condition = self.cfg.model.decoder.self_condition
 
     def eval(self) -> OnnxNetwork:
         return self
@@ -132,11 +134,15 @@ class OnnxNetwork:
         outs = self._run("prepare", {"cond": cond.float()})
         return ConditionPyramid.from_tensors([torch.from_numpy(o) for o in outs])
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: ConditionPyramid | torch.Tensor) -> torch.Tensor:
-        """``x_t (B*K, J, H, W)``, ``t (B*K,)``, a pyramid of ``B`` clips -> ``x0_hat (B*K, J, H, W)``."""
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: ConditionPyramid | torch.Tensor,
+                prev: torch.Tensor | None = None) -> torch.Tensor:
+        """``x_t (B*K, J, H, W)``, ``t (B*K,)``, a pyramid of ``B`` clips (and, self-conditioning, the previous
+        estimate ``prev``, zeros when None) -> ``x0_hat (B*K, J, H, W)``."""
         pyramid = cond if isinstance(cond, ConditionPyramid) else self.prepare(cond)
         if x_t.shape[0] != pyramid.batch_size:
             raise DiffPoseError(f"x_t has {x_t.shape[0]} rows, the pyramid serves {pyramid.batch_size}", field="x_t")
         t = t.reshape(-1).expand(x_t.shape[0]) if t.numel() == 1 else t.reshape(-1)  # (B*K,)
         feeds = {"x_t": x_t.float(), "t": t.long(), **{f: getattr(pyramid, f) for f in STEP_FIELDS}}
+        if self.self_condition:
+            feeds["prev"] = torch.zeros_like(x_t) if prev is None else prev.float()
         return torch.from_numpy(self._run("denoise", feeds)[0])  # (B*K, J, H, W)

@@ -1,7 +1,7 @@
 """Optimiser parameter groups: backbone learning rate or layer-wise decay, no decay on norms/biases; freezing.
 
 Layer-wise learning-rate decay follows ViTPose's ``LayerDecayOptimizerConstructor`` (behaviour, not code):
-with ``L`` backbone blocks, the patch embedding and ``pos_embed`` are layer 0, ``blocks.i`` is layer
+with ``L`` backbone blocks, the patch embedding (or conv stem) and ``pos_embed`` are layer 0, ``blocks.i`` is layer
 ``i + 1`` and ``last_norm`` is layer ``L + 1``; a backbone parameter of layer ``l`` gets
 ``backbone_lr * layer_decay ** (L + 1 - l)``. So ``last_norm`` trains at ``backbone_lr`` and the patch
 embedding at ``backbone_lr * layer_decay ** (L + 1)``. Everything outside the backbone (STRL, decoder,
@@ -34,7 +34,7 @@ def freeze_backbone(model: nn.Module, frozen: bool = True) -> None:
 
 def backbone_layer_id(name: str, depth: int) -> int:
     """ViTPose layer index of a backbone parameter name (relative to the backbone, e.g. ``blocks.3.mlp.fc1.weight``)."""
-    if name.startswith(("patch_embed.", "pos_embed")):
+    if name.startswith(("patch_embed.", "stem.", "pos_embed")):
         return 0
     if name.startswith("blocks."):
         return int(name.split(".")[1]) + 1

@@ -11,8 +11,17 @@
     x0_hat = Conv3x3(out_1 + out_2 + out_3) -> (B, J, H, W)                    # (d)
 
 The heatmap must be 4x the token grid (``H = 4h``, ``W = 4w``), as in the paper (64x48 vs 16x12).
-The decoder predicts ``x0`` in whatever space it is trained on (the diffusion package trains it on the
-scaled signal ``(2h - 1) * s``); it never sees a noise schedule, only the step number ``t``.
+The decoder never sees a noise schedule, only the step number ``t``. What it predicts (``predicts``):
+
+* ``"signal"``: ``x0`` in the diffused signal space ``(2h - 1) * s`` (the first checkpoints);
+* ``"heatmap"``: ``x0`` as heatmaps in ``[0, 1]``, with the output layer starting at the background (weights
+  ``N(0, 0.001)``, bias 0, as ViTPose's head): a signal-space output layer with the default initialisation
+  starts at heatmap 0.5 everywhere, a first loss ~30x that of predicting the empty heatmap.
+
+With ``self_condition`` (needs ``"heatmap"``) the decoder also reads its previous estimate of ``x0`` (a heatmap;
+zeros at the first DDIM step), concatenated to ``x_t``: trained on its own estimates half of the time, it
+learns to correct them instead of trusting ``x_t`` built from the ground truth (Chen et al. 2023, "Analog
+Bits"). See :meth:`PoseDecoder.forward`.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from diffpose.models.embeddings import FiLM, TimestepEmbedder
 from diffpose.models.lmsfi import ConvScale, TransformerScale, conv_unit, deconv_unit, group_norm
 
 PYRAMID_FIELDS = ("f1", "f2", "f3", "p1_masked", "p1_plain", "q2", "q3")  # ConditionPyramid's tensors, in order
+OUTPUT_SPACES = ("signal", "heatmap")
+FUSIONS = ("lmsfi", "concat")
+HEAD_INIT_STD = 0.001  # a heatmap-space output layer starts near the background, as ViTPose's head
 
 
 @dataclass
@@ -86,17 +98,26 @@ class PoseDecoder(nn.Module):
         widths: condition widths ``(C1, C2, C3)`` at the x1, x2, x4 scales; ``C3`` is also the output width.
         seref_dim, seref_depth, fuse_depth, num_heads, mlp_ratio: the lowest-scale transformers.
         conv_depth: conv units per conv branch; time_dim: sinusoidal step-embedding width.
+        predicts: ``"signal"`` or ``"heatmap"`` (see the module docstring).
+        fusion, heat_path: LMSFI options (:mod:`diffpose.models.lmsfi`).
+        self_condition: also read the previous ``x0`` estimate (needs ``predicts="heatmap"``).
     """
 
     def __init__(self, num_joints: int, cond_dim: int, heat_dim: int = 64,
                  widths: tuple[int, int, int] = (256, 128, 64), seref_dim: int = 128, seref_depth: int = 2,
                  fuse_depth: int = 2, num_heads: int = 8, mlp_ratio: float = 4.0, conv_depth: int = 2,
-                 time_dim: int = 128):
+                 time_dim: int = 128, predicts: str = "signal", fusion: str = "lmsfi", heat_path: bool = False,
+                 self_condition: bool = False):
         super().__init__()
+        if predicts not in OUTPUT_SPACES or fusion not in FUSIONS or (self_condition and predicts != "heatmap"):
+            raise DiffPoseError(f"decoder predicts {predicts!r} ({'/'.join(OUTPUT_SPACES)}), fusion {fusion!r} "
+                                f"({'/'.join(FUSIONS)}), self_condition {self_condition} (needs heatmap)",
+                                field="model.decoder")
         c1, c2, c3 = widths
         self.num_joints = num_joints
-        # (a) step-conditioned rescaling of the embedded noisy heatmap.
-        self.heat_embed = nn.Conv2d(num_joints, heat_dim, kernel_size=3, padding=1)
+        self.predicts, self.self_condition = predicts, self_condition
+        # (a) step-conditioned rescaling of the embedded noisy heatmap (and of the previous estimate).
+        self.heat_embed = nn.Conv2d(num_joints * (2 if self_condition else 1), heat_dim, kernel_size=3, padding=1)
         self.time_embed = TimestepEmbedder(time_dim)
         self.film = FiLM(self.time_embed.out_dim, heat_dim)
         # (b) size-matched pyramids.
@@ -108,11 +129,14 @@ class PoseDecoder(nn.Module):
         self.cond_3 = deconv_unit(c2, c3)
         # (c) LMSFI at three scales, each brought to (C3, H, W).
         self.scale1 = TransformerScale(heat_dim, c1, seref_dim, seref_depth, fuse_depth, num_heads, mlp_ratio,
-                                       up_widths=[c1, c2, c3])
-        self.scale2 = ConvScale(heat_dim, c2, conv_depth, up_widths=[c2, c3])
-        self.scale3 = ConvScale(heat_dim, c3, conv_depth, up_widths=[c3])
+                                       up_widths=[c1, c2, c3], fusion=fusion, heat_path=heat_path)
+        self.scale2 = ConvScale(heat_dim, c2, conv_depth, up_widths=[c2, c3], fusion=fusion, heat_path=heat_path)
+        self.scale3 = ConvScale(heat_dim, c3, conv_depth, up_widths=[c3], fusion=fusion, heat_path=heat_path)
         # (d) output.
         self.head = nn.Conv2d(c3, num_joints, kernel_size=3, padding=1)
+        if predicts == "heatmap":
+            nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
+            nn.init.zeros_(self.head.bias)
 
     def prepare(self, cond: torch.Tensor) -> ConditionPyramid:
         """``cond (B, C, h, w)`` -> :class:`ConditionPyramid` (the x_t-independent part; once per clip)."""
@@ -124,10 +148,13 @@ class PoseDecoder(nn.Module):
         _, q3 = self.scale3.prepare(f3)  # (B, C3, 4h, 4w)
         return ConditionPyramid(f1, f2, f3, p1_masked, p1_plain, q2, q3)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, pyramid: ConditionPyramid) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, pyramid: ConditionPyramid,
+                prev: torch.Tensor | None = None) -> torch.Tensor:
         """``x_t (B*K, J, H, W)``, ``t (B*K,)``, a pyramid of ``B`` clips serving ``K`` rows each -> ``x0_hat``.
 
-        Here ``B`` in the shape comments stands for all ``B*K`` rows; the pyramid is broadcast over them.
+        ``prev (B*K, J, H, W)``: the previous ``x0`` estimate as heatmaps, read when the decoder self-conditions
+        (None means none yet: zeros). Here ``B`` in the shape comments stands for all ``B*K`` rows; the pyramid
+        is broadcast over them.
         """
         if x_t.ndim != 4 or x_t.shape[1] != self.num_joints:
             raise DiffPoseError(f"expected x_t of shape (B, J={self.num_joints}, H, W), got {tuple(x_t.shape)}",
@@ -138,6 +165,9 @@ class PoseDecoder(nn.Module):
                                 "the heatmap must be 4x the token grid and the pyramid expanded to the batch",
                                 field="x_t")
         t = t.reshape(-1).expand(x_t.shape[0]) if t.numel() == 1 else t.reshape(-1)  # (B,)
+        if self.self_condition:
+            prev = torch.zeros_like(x_t) if prev is None else prev.to(x_t.dtype)  # (B, J, H, W) heatmaps
+            x_t = torch.cat([x_t, prev], dim=1)  # (B, 2J, H, W)
         xbar3 = self.film(self.heat_embed(x_t), self.time_embed(t))  # (B, c, H, W)
         xbar2 = self.heat_down2(xbar3)  # (B, c, H/2, W/2)
         xbar1 = self.heat_down1(xbar2)  # (B, c, h, w)

@@ -6,12 +6,17 @@ Data flow (``B`` clips, ``T`` frames, ``D_in`` backbone width, ``D`` token width
         + E_pos (1, T*h*w, D)             # a learnable embedding per frame position and grid cell
         -> L pre-LN transformer layers     # joint spatio-temporal attention over all T*h*w tokens
         -> per grid cell: concat the T frame tokens (B, h*w, T*D) -> LN -> MLP -> (B, h*w, C)
+        [+ the key frame's own features F_key, by identity (D_in = C) or a 1x1 projection: key_shortcut]
         -> condition (B, C, h, w)
 
 Choices where the paper is silent (method §2.2 [recommended] and §9 row 3): 1x1 patch embedding, a
 ``(T*h*w, D)`` learnable position table (one embedding per frame position ``E_POS^tau`` at every grid
 cell), one joint attention sequence (not factorised), and the aggregation MLP over the ``T*D`` concat of
 a cell's frame tokens. The condition is computed once per clip and reused by every denoising step.
+
+``key_shortcut`` (a choice of ours, off in the ``paper`` preset): nothing in the paper's STRL passes the key
+frame's features straight through, so a good single-frame backbone is first scrambled by freshly initialised
+layers; the shortcut adds them to the condition, and the transformer learns what the neighbours add.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class STRL(nn.Module):
     """
 
     def __init__(self, in_dim: int, num_frames: int, grid_size: tuple[int, int], dim: int = 384, depth: int = 4,
-                 num_heads: int = 8, mlp_ratio: float = 4.0, out_dim: int = 256, agg_hidden: int = 512):
+                 num_heads: int = 8, mlp_ratio: float = 4.0, out_dim: int = 256, agg_hidden: int = 512,
+                 key_shortcut: bool = False):
         super().__init__()
         self.num_frames = num_frames
         self.grid_size = (int(grid_size[0]), int(grid_size[1]))
@@ -50,6 +56,8 @@ class STRL(nn.Module):
         self.aggregate = nn.Sequential(
             nn.Linear(num_frames * dim, agg_hidden), nn.GELU(), nn.Linear(agg_hidden, out_dim)
         )
+        self.key_shortcut = key_shortcut
+        self.key_proj = nn.Conv2d(in_dim, out_dim, 1) if key_shortcut and in_dim != out_dim else None
         nn.init.trunc_normal_(self.pos_embed, std=INIT_STD)
         self.apply(init_transformer_weights)
 
@@ -60,8 +68,8 @@ class STRL(nn.Module):
         per_frame = [resize_pos_embed(p[None], self.grid_size, (h, w), num_extra=0) for p in self.pos_embed]
         return torch.cat(per_frame, dim=0)  # (T, h*w, D)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """``feats (B, T, D_in, h, w)`` -> condition ``(B, C, h, w)``."""
+    def forward(self, feats: torch.Tensor, key: int | None = None) -> torch.Tensor:
+        """``feats (B, T, D_in, h, w)`` -> condition ``(B, C, h, w)``; ``key``: the key frame's index (T // 2)."""
         if feats.ndim != 5 or feats.shape[1] != self.num_frames:
             raise DiffPoseError(f"expected (B, T={self.num_frames}, D, h, w), got {tuple(feats.shape)}",
                                 field="features")
@@ -75,4 +83,8 @@ class STRL(nn.Module):
         x = x.reshape(b, t, h * w, self.dim).permute(0, 2, 1, 3)  # (B, h*w, T, D)
         x = x.reshape(b, h * w, t * self.dim)  # (B, h*w, T*D)
         x = self.aggregate(self.norm(x))  # (B, h*w, C)
-        return x.transpose(1, 2).reshape(b, self.out_dim, h, w)  # (B, C, h, w)
+        cond = x.transpose(1, 2).reshape(b, self.out_dim, h, w)  # (B, C, h, w)
+        if self.key_shortcut:
+            key_feats = feats[:, t // 2 if key is None else key]  # (B, D_in, h, w)
+            cond = cond + (key_feats if self.key_proj is None else self.key_proj(key_feats))  # (B, C, h, w)
+        return cond

@@ -11,8 +11,10 @@ checkpoints key for key once prefixed with ``backbone.``:
   LayerNorm eps 1e-6, GELU MLP.
 * ``last_norm``: final LayerNorm.
 
-When the input crop differs from ``image_size`` the position embedding is resized bicubically on the
-fly (see :func:`~diffpose.models.embeddings.resize_pos_embed`). :class:`Block` is reused by the STRL and
+With ``stem="conv"`` a small convolutional stem (:mod:`diffpose.models.stem`, parameters ``stem.*``)
+replaces the patch convolution; everything after it is the same. When the input crop differs from
+``image_size`` the position embedding is resized bicubically on the fly (see
+:func:`~diffpose.models.embeddings.resize_pos_embed`). :class:`Block` is reused by the STRL and
 by LMSFI as their pre-norm transformer layer. Attention uses ``F.scaled_dot_product_attention``.
 """
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffpose.models.embeddings import resize_pos_embed
+from diffpose.models.stem import ConvStem, TokenLayout, token_layout
 
 LN_EPS = 1e-6  # ViTPose's LayerNorm epsilon
 INIT_STD = 0.02  # truncated-normal std for linear weights and position embeddings (ViT convention)
@@ -111,7 +114,7 @@ class PatchEmbed(nn.Module):
 
 def token_grid(image_size: tuple[int, int], patch_size: int, padding: int) -> tuple[int, int]:
     """Token grid ``(h, w)`` the patch convolution makes of an ``(H, W)`` image."""
-    return tuple((s + 2 * padding - patch_size) // patch_size + 1 for s in image_size)  # type: ignore[return-value]
+    return token_layout(image_size, "patch", patch_size, padding).grid
 
 
 def init_transformer_weights(module: nn.Module) -> None:
@@ -133,20 +136,28 @@ class ViT(nn.Module):
         patch_size, patch_padding: patch convolution (ViTPose: 16 and 2).
         embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer size (ViT-B: 768, 12, 12, 4, True).
         drop_path: stochastic-depth rate of the last block (linearly increasing from 0 over the blocks).
+        stem: ``"patch"`` (ViTPose's patch convolution) or ``"conv"`` (:class:`~diffpose.models.stem.ConvStem`).
+        stem_channels: the conv stem's widths at 1/2 and 1/4 resolution.
     """
 
     def __init__(self, image_size: tuple[int, int] = (256, 192), patch_size: int = 16, patch_padding: int = 2,
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, drop_path: float = 0.0):
+                 qkv_bias: bool = True, drop_path: float = 0.0, stem: str = "patch",
+                 stem_channels: tuple[int, int] = (32, 64)):
         super().__init__()
         self.image_size = (int(image_size[0]), int(image_size[1]))  # (H, W)
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.depth = depth
-        self.grid_size = token_grid(self.image_size, patch_size, patch_padding)  # (h, w)
+        self.layout: TokenLayout = token_layout(self.image_size, stem, patch_size, patch_padding)
+        self.grid_size = self.layout.grid  # (h, w)
         if min(self.grid_size) < 1:
             raise ValueError(f"image size {image_size} gives an empty token grid with patch {patch_size}")
-        self.patch_embed = PatchEmbed(patch_size, patch_padding, embed_dim)
+        self.conv_stem = stem == "conv"
+        if self.conv_stem:
+            self.stem = ConvStem(tuple(stem_channels), embed_dim)
+        else:
+            self.patch_embed = PatchEmbed(patch_size, patch_padding, embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], embed_dim))
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # 0 .. drop_path
         self.blocks = nn.ModuleList(
@@ -158,7 +169,7 @@ class ViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (N, 3, H, W)`` -> features ``(N, D, h, w)``."""
-        x = self.patch_embed(x)  # (N, D, h, w)
+        x = self.stem(x) if self.conv_stem else self.patch_embed(x)  # (N, D, h, w)
         n, d, h, w = x.shape
         pos = resize_pos_embed(self.pos_embed, self.grid_size, (h, w))  # (1, 1 + h*w, D)
         x = x.flatten(2).transpose(1, 2)  # (N, h*w, D)

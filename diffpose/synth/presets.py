@@ -25,7 +25,8 @@ class SynthPreset:
     name: str
     image_size: tuple[int, int] = (384, 288)  # (W, H) of every frame
     train_videos: int = 48  # videos in the train split
-    val_ratio: float = 0.25  # val videos = max(1, round(train_videos * val_ratio))
+    val_ratio: float = 0.25  # val videos = max(1, round(train_videos * val_ratio)) unless val_count is set
+    val_count: int = 0  # val videos, when > 0 (then val_ratio is not used)
     frames: int = 36  # frames per video
     train_labeled: int = 24  # train: this many consecutive labeled frames, centred in the video
     val_label_stride: int = 4  # val: every n-th frame is labeled, starting at frame 0
@@ -47,15 +48,24 @@ class SynthPreset:
     occlusion_radius_px: int = 2  # a joint is occluded iff >= half of this disc is covered in front of it
 
     def val_videos(self) -> int:
-        return val_videos_for(self, self.train_videos)
+        return self.val_count if self.val_count > 0 else val_videos_for(self, self.train_videos)
 
-    def with_overrides(self, videos: int | None = None, frames: int | None = None) -> SynthPreset:
-        """A copy with ``train_videos`` / ``frames`` replaced (``None`` keeps the preset's value)."""
+    def with_overrides(self, videos: int | None = None, frames: int | None = None,
+                       val_videos: int | None = None) -> SynthPreset:
+        """A copy with ``train_videos`` / ``frames`` / the val count replaced (``None`` keeps the preset's value).
+
+        Video ``i`` of a split is the same for any number of videos in the split (its draws are seeded by
+        ``(seed, split, i)``), so a larger dataset holds a smaller one's videos.
+        """
         changes: dict[str, int] = {}
         if videos is not None:
             if videos < 1:
                 raise DiffPoseError(f"expected at least 1 video, got {videos}", field="--videos")
             changes["train_videos"] = videos
+        if val_videos is not None:
+            if val_videos < 1:
+                raise DiffPoseError(f"expected at least 1 val video, got {val_videos}", field="--val-videos")
+            changes["val_count"] = val_videos
         if frames is not None:
             if not 1 <= frames <= 9999:
                 raise DiffPoseError(f"expected 1 to 9999 frames (image ids keep 4 digits), got {frames}",

@@ -14,10 +14,16 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from diffpose.cli import main as cli_main  # noqa: E402
-from diffpose.estimators import load_estimator  # noqa: E402
-from diffpose.export import check_parity  # noqa: E402
+from diffpose.config import SamplingConfig, load_config  # noqa: E402
+from diffpose.estimators import (
+    build_estimator,  # noqa: E402
+    load_estimator,  # noqa: E402
+)
+from diffpose.export import check_parity, export_onnx  # noqa: E402
 from diffpose.inference import Predictor  # noqa: E402
+from diffpose.models.onnx_network import OnnxNetwork  # noqa: E402
 from tests.helpers import ASSETS  # noqa: E402
+from tests.models.test_model_options import OPTIONS  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -81,3 +87,20 @@ def test_infer_with_onnx_matches_pytorch(exported, synth_small, tmp_path, capsys
 
     assert keypoints("t.json").shape[0] > 0
     np.testing.assert_allclose(keypoints("o.json"), keypoints("t.json"), atol=1e-2)  # file rounding: 0.01 px
+
+
+def test_a_self_conditioning_conv_stem_model_exports_with_parity(tmp_path):
+    """The tiny regime's options (conv stem, heatmap output, self-conditioning with a `prev` input, key shortcut)."""
+    torch.manual_seed(0)
+    est = build_estimator(load_config("tiny", overrides=OPTIONS)).eval()
+    manifest = export_onnx(est, tmp_path / "onnx")
+    assert max(manifest["parity_max_abs"].values()) <= TOLERANCE, manifest["parity_max_abs"]
+    net = OnnxNetwork(tmp_path / "onnx", threads=1)
+    assert net.self_condition and net.predicts == "heatmap"
+    onnx_est = build_estimator(net.cfg, net=net)
+    clips = torch.randn(2, 5, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    sampling = SamplingConfig(steps=3, ensemble=2)
+    with torch.no_grad():
+        a = est.predict(clips, sampling, torch.Generator().manual_seed(2))
+        b = onnx_est.predict(clips, sampling, torch.Generator().manual_seed(2))
+    np.testing.assert_allclose(b.heatmaps.numpy(), a.heatmaps.numpy(), atol=1e-4)
