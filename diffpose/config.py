@@ -188,27 +188,31 @@ def paper() -> Config:
 
 
 def tiny() -> Config:
-    """The same architecture scaled to train on a 2-core CPU (timings in docs/model.md, "Presets").
+    """The architecture scaled to train on a 2-core CPU (design and measurements in docs/model.md, "Presets").
 
-    128x96 crops with ViTPose's patch 16 / padding 2 give an 8x6 token grid and 32x24 heatmaps (stride 4,
-    the paper's ratios).
+    128x96 crops; a stride-8 convolutional stem gives the paper's 16x12 token grid and 64x48 heatmaps (the
+    paper's ratios at half its crop size). A ViT of width 128 and depth 6 stays the largest per-frame cost
+    under feature reuse. The decoder predicts heatmaps (output layer starting at the background), reads its
+    previous estimate (self-conditioning) and adds the x_t features to each scale (heat path); the STRL adds
+    the key frame's features to the condition (key shortcut). Neighbour frames' backbone passes run without
+    gradients in training (the key frame's pass trains the backbone), which halves the cost of a step.
     """
     return Config(
         preset="tiny",
         model=ModelConfig(
-            heatmap_size=(32, 24),
-            sigma=1.5,
-            backbone=BackboneConfig(image_size=(128, 96), patch_size=16, patch_padding=2, embed_dim=128,
-                                    depth=4, num_heads=4, drop_path=0.0),
-            strl=STRLConfig(dim=128, depth=2, num_heads=4, out_dim=128, agg_hidden=256),
-            decoder=DecoderConfig(heatmap_dim=32, widths=(128, 64, 32), seref_depth=1, seref_dim=64,
-                                  fuse_depth=1, num_heads=4, conv_depth=2, time_dim=64),
-            baseline_deconv_channels=128,
+            heatmap_size=(64, 48),
+            sigma=2.0,
+            backbone=BackboneConfig(image_size=(128, 96), stem="conv", stem_channels=(32, 64), embed_dim=128,
+                                    depth=6, num_heads=4, drop_path=0.0, neighbour_grad=False),
+            strl=STRLConfig(dim=64, depth=2, num_heads=4, out_dim=128, agg_hidden=256, key_shortcut=True),
+            decoder=DecoderConfig(heatmap_dim=32, widths=(64, 32, 32), seref_depth=1, seref_dim=32, fuse_depth=1,
+                                  num_heads=4, conv_depth=1, time_dim=64, predicts="heatmap", heat_path=True,
+                                  self_condition=True),
+            baseline_deconv_channels=64,
         ),
-        # Half of the training samples at t = T-1: from scratch on a CPU budget, uniform t left the
-        # condition path nearly untrained (docs/results.md).
+        # Half of the training samples at t = T-1, so that the condition path is trained on a CPU budget.
         diffusion=DiffusionConfig(train_pure_noise=0.5),
-        train=TrainConfig(batch_size=16, lr=1e-3, backbone_lr=1e-3, warmup_steps=100),
+        train=TrainConfig(batch_size=32, lr=1e-3, backbone_lr=1e-3, warmup_steps=200),
     )  # fmt: skip
 
 

@@ -103,13 +103,15 @@ class CurveTrainer(Trainer):
         record = {"step": self.step, "samples": self.step * self.cfg.train.batch_size,
                   "train_seconds": round(self.train_seconds, 1)}
         for name, split in (("val", self.val_split), ("probe", self.probe_split)):
+            if not split:
+                continue
             record[name] = diagnose(predictor, self.cfg.data.root, split, self.out_dir / f"eval_{self.step}_{name}")
         with open(self.curve, "a") as f:
             f.write(json.dumps(record) + "\n")
-        v, p = record["val"], record["probe"]
+        v, p = record["val"], record.get("probe")
+        probe = f" | probe {p['total']:.1f} swap {p['swap_rate']:.2f} peak {p['peak']:.2f}" if p else ""
         print(f"step {self.step} ({record['samples']} samples, {self.train_seconds:.0f} s): val {v['total']:.1f} "
-              f"occl {v['occluded']:.1f} swap {v['swap_rate']:.2f} peak {v['peak']:.2f} | probe {p['total']:.1f} "
-              f"swap {p['swap_rate']:.2f} peak {p['peak']:.2f}", flush=True)
+              f"occl {v['occluded']:.1f} swap {v['swap_rate']:.2f} peak {v['peak']:.2f}{probe}", flush=True)
         self.last_eval = self.step
         self._tick = time.perf_counter()
 
@@ -123,7 +125,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--eval-every", type=int, default=500, help="optimiser steps between evaluations")
     parser.add_argument("--val-split", default="val")
-    parser.add_argument("--probe-split", default="trainprobe")
+    parser.add_argument("--probe-split", default="trainprobe", help="training videos copied to their own split "
+                        "(default %(default)s); '' for none")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     cfg = load_config(args.preset, args.config, [*args.overrides, f"data.root={args.data}"])

@@ -15,9 +15,10 @@ SHARED_DATA = Path(os.environ.get("DIFFPOSE_SHARED_DATA", PROJECT_ROOT.parent / 
 ASSETS = PROJECT_ROOT / "diffpose" / "assets"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-# A very small DiffPose (64x48 crops -> 4x3 tokens -> 16x12 heatmaps) so that engine tests take seconds.
+# A very small DiffPose (64x48 crops -> patch stem -> 4x3 tokens -> 16x12 heatmaps) so that engine tests take
+# seconds.
 MICRO = [
-    "model.backbone.image_size=[64, 48]", "model.heatmap_size=[16, 12]", "model.sigma=1.0",
+    "model.backbone.stem=patch", "model.backbone.image_size=[64, 48]", "model.heatmap_size=[16, 12]", "model.sigma=1.0",
     "model.backbone.embed_dim=32", "model.backbone.depth=1", "model.backbone.num_heads=2",
     "model.strl.dim=32", "model.strl.depth=1", "model.strl.num_heads=2", "model.strl.out_dim=32",
     "model.strl.agg_hidden=32", "model.decoder.heatmap_dim=16", "model.decoder.widths=[32, 16, 16]",
@@ -27,6 +28,10 @@ MICRO = [
     "train.device=cpu",
 ]  # fmt: skip
 
+
+# The tiny preset with ViTPose's patch stem instead of the conv stem (128x96 crops -> 8x6 tokens -> 32x24
+# heatmaps, 4 blocks): the shape the ViTPose-loading tests resize checkpoints into.
+PATCH_TINY = ["model.backbone.stem=patch", "model.heatmap_size=[32, 24]", "model.sigma=1.5", "model.backbone.depth=4"]
 
 VIT_B_PARAMS = 85_794_816  # ViT-B/16 at 256x192 with ViTPose's 193-slot pos_embed
 

@@ -17,14 +17,14 @@ from diffpose.models import (
     param_groups,
 )
 from diffpose.models.lmsfi import lookup_mask
-from tests.helpers import random_state, vitpose_b_backbone_shapes, vitpose_b_head_shapes
+from tests.helpers import PATCH_TINY, random_state, vitpose_b_backbone_shapes, vitpose_b_head_shapes
 
-TINY = load_config("tiny").model
+TINY = load_config("tiny", overrides=PATCH_TINY).model  # ViTPose's patch stem: 8x6 tokens, 32x24 heatmaps
 
 
 def tiny_net(seed: int = 0, **overrides) -> DiffPoseNet:
     torch.manual_seed(seed)
-    cfg = load_config("tiny", overrides=[f"model.{k}={v}" for k, v in overrides.items()]).model
+    cfg = load_config("tiny", overrides=[*PATCH_TINY, *(f"model.{k}={v}" for k, v in overrides.items())]).model
     return DiffPoseNet.from_config(cfg)
 
 
@@ -111,12 +111,12 @@ def test_wrong_frame_count_and_heatmap_size_are_reported():
     with pytest.raises(DiffPoseError, match="x_t"):
         net.denoise(torch.randn(1, 17, 64, 48), torch.tensor([0]), cond)
     with pytest.raises(ConfigError, match="heatmap_size"):
-        DiffPoseNet.from_config(load_config("tiny", overrides=["model.heatmap_size=[64,48]"]).model)
+        DiffPoseNet.from_config(load_config("tiny", overrides=[*PATCH_TINY, "model.heatmap_size=[64,48]"]).model)
 
 
 def test_baseline_shapes_one_frame_clips_and_gradients():
     torch.manual_seed(0)
-    net = build_estimator(load_config("tiny", overrides=["model.kind=baseline"])).net
+    net = build_estimator(load_config("tiny", overrides=[*PATCH_TINY, "model.kind=baseline"])).net
     assert isinstance(net, BaselineNet) and net.num_frames == 1
     x = clips()
     out = net(x[:, 2])
@@ -149,7 +149,7 @@ def test_paper_baseline_loads_vitpose_b_checkpoint_strictly():
 
 def test_tiny_round_trip_file_and_report_for_diffpose(tmp_path):
     torch.manual_seed(0)
-    base = BaselineNet.from_config(load_config("tiny").model)
+    base = BaselineNet.from_config(TINY)
     path = tmp_path / "vitpose.pth"
     torch.save({"state_dict": {"module." + k: v for k, v in base.state_dict().items()}, "meta": {"epoch": 3}}, path)
     net = tiny_net(seed=5)
@@ -196,7 +196,7 @@ def test_build_estimator_loads_and_freezes_from_config(tmp_path):
     src = tiny_net(seed=7)
     path = tmp_path / "bb.pth"
     torch.save(src.state_dict(), path)
-    net = build_estimator(load_config("tiny", overrides=[f"model.backbone.weights={path}",
+    net = build_estimator(load_config("tiny", overrides=[*PATCH_TINY, f"model.backbone.weights={path}",
                                                          "model.backbone.freeze=true"])).net
     assert torch.equal(net.backbone.pos_embed, src.backbone.pos_embed)
     assert not any(p.requires_grad for p in net.backbone.parameters())
@@ -204,7 +204,7 @@ def test_build_estimator_loads_and_freezes_from_config(tmp_path):
     assert not net.backbone.training and net.decoder.training
     with pytest.raises(DiffPoseError, match="backbone keys missing"):
         torch.save({"backbone.pos_embed": src.backbone.pos_embed.detach()}, path)
-        build_estimator(load_config("tiny", overrides=[f"model.backbone.weights={path}"]))
+        build_estimator(load_config("tiny", overrides=[*PATCH_TINY, f"model.backbone.weights={path}"]))
 
 
 # ------------------------------------------------------------------------------------------------

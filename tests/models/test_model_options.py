@@ -141,7 +141,7 @@ def test_key_shortcut_passes_the_key_frames_features_and_follows_the_key_index()
 
 
 def test_neighbour_frames_without_gradients_give_the_same_condition():
-    full = net_with(seed=4)
+    full = net_with("model.backbone.neighbour_grad=true", seed=4)
     stop = net_with("model.backbone.neighbour_grad=false", seed=4)
     full.eval()
     stop.eval()  # BatchNorm in eval: both compute the same features
