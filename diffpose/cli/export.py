@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffpose.cli.args import add_checkpoint, checkpoint_from_args
+from diffpose.cli.args import add_checkpoint, checkpoint_from_args, positive
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import load_estimator
 from diffpose.export import MANIFEST, export_onnx
@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
+    positive(args.tolerance, "--tolerance")
     if args.onnx.resolve() == Path(checkpoint).resolve():
         raise DiffPoseError("refusing to write over the checkpoint", args.onnx)
     estimator = load_estimator(checkpoint, "cpu")

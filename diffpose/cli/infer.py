@@ -56,6 +56,9 @@ from diffpose.cli.args import (
     add_seed,
     checkpoint_from_args,
     positive,
+    at_least,
+    batch_size_from_args,
+    finite,
     sampling_from_args,
     warn_unused_sampling,
 )
@@ -140,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
     args.checkpoint = checkpoint_from_args(args)
     if (args.checkpoint is None) == (args.onnx is None):
         raise DiffPoseError("give either -c/--checkpoint CKPT or --onnx DIR")
-    positive(args.batch_size, "--batch-size")
+    batch_size_from_args(args)
+    sampling_from_args(args)
+    at_least(args.detect_every, "--detect-every", 1)
+    for flag in ("min_box_score", "propagate_score", "render_score", "reuse_iou"):
+        finite(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.fps is not None:
+        positive(args.fps, "--fps")
     if not 0.0 < args.reuse_iou <= 1.0:
         raise DiffPoseError(f"expected 0 < --reuse-iou <= 1, got {args.reuse_iou}")
     if args.boxes is not None and args.detector is not None:

@@ -26,7 +26,9 @@ from diffpose.cli.args import (
     add_sampling,
     add_seed,
     checkpoint_from_args,
-    positive,
+    at_least,
+    batch_size_from_args,
+    finite,
     sampling_from_args,
     warn_unused_sampling,
 )
@@ -50,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
-    positive(args.batch_size, "--batch-size")
+    batch_size_from_args(args)
+    finite(args.min_box_score, "--min-box-score")
+    sampling_from_args(args)
     result, predictor = run_test(checkpoint, args.data, args.split, args.out, boxes=args.boxes, device=args.device,
                                  progress=not args.no_progress, min_box_score=args.min_box_score,
                                  seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))
