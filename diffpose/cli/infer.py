@@ -54,11 +54,11 @@ from diffpose.cli.args import (
     add_progress,
     add_sampling,
     add_seed,
-    checkpoint_from_args,
-    positive,
     at_least,
     batch_size_from_args,
+    checkpoint_from_args,
     finite,
+    positive,
     sampling_from_args,
     warn_unused_sampling,
 )
