@@ -47,7 +47,6 @@ BAD = [
     ("sampling.steps=2000", "sampling.steps: 2000 is more than diffusion.timesteps = 1000"),
     ("model.backbone.drop_path=1", "model.backbone.drop_path: 1.0 is out of range, expected in [0, 1)"),
     ("data.box_enlarge=0", "data.box_enlarge: 0.0 is out of range, expected > 0"),
-    ("model.num_frames=3", "data.frame_offsets"),
 ]
 
 
