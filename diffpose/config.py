@@ -435,7 +435,8 @@ def load_config(preset: str = "paper", yaml_path: str | Path | None = None,
         try:
             data = yaml.safe_load(path.read_text())
         except OSError as e:
-            raise ConfigError(f"cannot read config: {e.strerror or e}", path) from None
+            why = "cannot resolve this path (a symlink loop)" if e.errno == 40 else e.strerror or e
+            raise ConfigError(f"cannot read config: {why}", path) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
         if data is not None:

@@ -27,6 +27,7 @@ from diffpose.cli.args import add_checkpoint, checkpoint_from_args, positive
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import load_estimator
 from diffpose.export import MANIFEST, export_onnx
+from diffpose.io_utils import check_not_input
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
     positive(args.tolerance, "--tolerance")
-    if args.onnx.resolve() == Path(checkpoint).resolve():
-        raise DiffPoseError("refusing to write over the checkpoint", args.onnx)
+    check_not_input(args.onnx, [checkpoint], "--onnx")
     estimator = load_estimator(checkpoint, "cpu")
     manifest = export_onnx(estimator, args.onnx, check=not args.no_check)
     for file in manifest["graphs"].values():

@@ -80,6 +80,7 @@ from diffpose.inference import (
     open_source,
 )
 from diffpose.inference.sources import PoseTrackSource, VideoFileSource
+from diffpose.io_utils import check_not_input, output_target, resolve_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -129,12 +130,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise DiffPoseError("nothing to write: give --json, --coco, --render and/or --render-frames")
     model = Path(args.checkpoint) if args.checkpoint is not None else Path(args.onnx)
     given = [Path(args.input), model] + ([Path(args.boxes)] if args.boxes not in (None, "gt") else [])
-    given = [g.resolve() for g in given]
+    if args.root is not None:
+        given.append(Path(args.root))
+    elif Path(args.input).suffix.lower() == ".json":  # ROOT/annotations/<split>/<seq>.json: the dataset is an input
+        given.append(resolve_path(args.input).parents[2])
     for out in outputs:
-        target = out.resolve()
-        if target in given or any(g.is_dir() and target.is_relative_to(g) for g in given):
-            raise DiffPoseError("refusing to write over or into an input", out)
-    files = [o.resolve() for o in outputs]
+        check_not_input(out, given)
+        if out is not args.render_frames:
+            output_target(out)  # a FIFO, device or socket is refused before the first frame
+    files = [resolve_path(o) for o in outputs]
     if len(set(files)) != len(files):
         raise DiffPoseError("two outputs name the same path")
 

@@ -32,7 +32,7 @@ from diffpose.cli.args import (
     warn_unused_sampling,
 )
 from diffpose.engine.tester import run_test
-from diffpose.io_utils import atomic_write_text
+from diffpose.io_utils import atomic_write_text, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     batch_size_from_args(args)
     finite(args.min_box_score, "--min-box-score")
     sampling_from_args(args)
+    inputs = [args.data, checkpoint] + ([args.boxes] if args.boxes != "gt" else [])
+    check_output(args.out, inputs, folder=True, flag="--out")  # never among the annotations: later reads would fail
+    check_output(Path(args.out) / "ap.json", inputs, flag="--out")
     result, predictor = run_test(checkpoint, args.data, args.split, args.out, boxes=args.boxes, device=args.device,
                                  progress=not args.no_progress, min_box_score=args.min_box_score,
                                  seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))

@@ -31,6 +31,7 @@ import argparse
 from diffpose.cli.args import add_config, add_progress, config_from_args
 from diffpose.engine.distributed import shutdown_distributed
 from diffpose.engine.run import train_and_finish
+from diffpose.io_utils import check_not_input
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, [f"data.root={args.data}"] if args.data else [])
+    check_not_input(args.out, [cfg.data.root or None, args.config], "--out")
     try:
         train_and_finish(cfg, args.out, resume=args.resume, validate=args.val, progress=not args.no_progress,
                          overwrite=args.overwrite)

@@ -28,7 +28,7 @@ import numpy as np
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
 from diffpose.inference.pipeline import FrameResult
-from diffpose.io_utils import atomic_write_bytes, check_writable
+from diffpose.io_utils import atomic_write_bytes, check_writable, output_target
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
 
 FAINT_ALPHA = 0.3  # opacity of low-score joints and limbs
@@ -108,6 +108,7 @@ class VideoRenderer:
 
     def __init__(self, path: str | Path, fps: float, layout: Layout = POSETRACK18, min_score: float = 0.2):
         self.path, self.fps, self.layout, self.min_score = check_writable(path), float(fps), layout, min_score
+        self.path = output_target(self.path)  # a symlink: the rendered video replaces its target
         self.writer: cv2.VideoWriter | None = None
         self.tmp: Path | None = None
         self.size: tuple[int, int] | None = None
