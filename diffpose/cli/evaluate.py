@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from diffpose.cli.args import add_progress
+from diffpose.data.dataset_root import check_dataset_root
 from diffpose.errors import DiffPoseError
 from diffpose.evaluation import evaluate_dirs
 from diffpose.io_utils import atomic_write_text, check_not_input, check_writable
@@ -47,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
             raise DiffPoseError("refusing to write into an input folder (--gt / --pred); choose another path",
                                 args.json, "--json") from None
         check_writable(args.json)  # say so before evaluating, not after
+    gt = Path(args.gt).resolve()
+    if gt.parent.name == "annotations":  # ROOT/annotations/<split>: an interrupted SynthTrack root is refused
+        check_dataset_root(gt.parent.parent, gt.name)
     result = evaluate_dirs(args.gt, args.pred, protocol=args.protocol, occluded=args.occluded,
                            progress=not args.no_progress)
     print(f"PoseTrack AP ({result.protocol} protocol), {result.frames_evaluated} frames evaluated")

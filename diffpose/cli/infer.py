@@ -62,6 +62,7 @@ from diffpose.cli.args import (
     sampling_from_args,
     warn_unused_sampling,
 )
+from diffpose.data.detections import check_dropped
 from diffpose.errors import DiffPoseError
 from diffpose.inference import (
     CocoResultsWriter,
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         provider = GroundTruthBoxes()
     elif args.boxes is not None:
         provider = DetectionFileBoxes(args.boxes, args.min_box_score)
+        check_dropped(args.boxes, provider.total, provider.kept, provider.dropped, "infer")  # all dropped: an error
     else:
         provider = load_detector(args.detector, args.min_box_score)
     if args.threads is not None:
