@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from diffpose.cli.args import add_progress, at_least
+from diffpose.cli.args import add_progress
 from diffpose.data.dataset_root import INCOMPLETE
 from diffpose.errors import DiffPoseError
 from diffpose.io_utils import check_writable
@@ -66,8 +66,6 @@ def _prepare(out: Path, force: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.frames is not None:
-        at_least(args.frames, "--frames", 1)
     preset = get_preset(args.preset).with_overrides(videos=args.videos, frames=args.frames, val_videos=args.val_videos)
     if args.seed < 0:
         raise DiffPoseError(f"expected a seed >= 0, got {args.seed}", field="--seed")

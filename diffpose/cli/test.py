@@ -32,7 +32,7 @@ from diffpose.cli.args import (
     warn_unused_sampling,
 )
 from diffpose.engine.tester import run_test
-from diffpose.io_utils import atomic_write_text, check_output
+from diffpose.io_utils import atomic_write_text, check_not_input, output_target
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     finite(args.min_box_score, "--min-box-score")
     sampling_from_args(args)
     inputs = [args.data, checkpoint] + ([args.boxes] if args.boxes != "gt" else [])
-    check_output(args.out, inputs, folder=True, flag="--out")  # never among the annotations: later reads would fail
-    check_output(Path(args.out) / "ap.json", inputs, flag="--out")
+    check_not_input(args.out, inputs, flag="--out")  # never among the annotations: later reads would fail
+    output_target(Path(args.out) / "ap.json")  # a FIFO or device named ap.json is refused now; nothing is created
     result, predictor = run_test(checkpoint, args.data, args.split, args.out, boxes=args.boxes, device=args.device,
                                  progress=not args.no_progress, min_box_score=args.min_box_score,
                                  seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))

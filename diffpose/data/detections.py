@@ -96,10 +96,10 @@ def detections_by_image(detections: list[Detection], min_score: float = 0.0,
     return out
 
 
-def filter_detections(detections: list[Detection], min_score: float = 0.0, category_id: int = 1
-                      ) -> tuple[list[Detection], dict[str, int]]:
-    """The detections a pose model uses (``category_id``, ``score >= min_score``, width and height > 0) and how
-    many were dropped for each reason (only reasons that dropped some)."""
+def filter_detections(detections: list[Detection], min_score: float = 0.0, category_id: int = 1,
+                      area: bool = True) -> tuple[list[Detection], dict[str, int]]:
+    """The detections a pose model uses (``category_id``, ``score >= min_score``, with ``area`` also width and
+    height > 0) and how many were dropped for each reason (only reasons that dropped some)."""
     kept: list[Detection] = []
     dropped = {"not a person (category_id != 1)": 0, f"score below {min_score:g}": 0, "no area": 0}
     reasons = list(dropped)
@@ -108,7 +108,7 @@ def filter_detections(detections: list[Detection], min_score: float = 0.0, categ
             dropped[reasons[0]] += 1
         elif not det.score >= min_score:
             dropped[reasons[1]] += 1
-        elif not (det.box[2] > 0 and det.box[3] > 0):
+        elif area and not (det.box[2] > 0 and det.box[3] > 0):
             dropped[reasons[2]] += 1
         else:
             kept.append(det)

@@ -85,7 +85,7 @@ class DetectionFileBoxes:
         self.name = f"detections {self.path.name}"
         self.by_image: dict[int | str, list[tuple[np.ndarray, float]]] = {}
         detections = read_detections(self.path)
-        kept, self.dropped = filter_detections(detections, min_score)
+        kept, self.dropped = filter_detections(detections, min_score, area=False)  # area: per frame, see sanitize_boxes
         self.total, self.kept = len(detections), len(kept)
         for det in detections:
             self.by_image.setdefault(det.image_id, [])  # a listed frame with no kept box has nobody (not propagated)
