@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from diffpose.errors import DiffPoseError
-from diffpose.io_utils import atomic_write_with
+from diffpose.io_utils import atomic_write_with, missing_reason
 
 FORMAT = "diffpose-checkpoint-v1"
 
@@ -47,7 +47,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError("checkpoint file does not exist" if not path.exists() else "is not a file", path)
+        reason = missing_reason(path)
+        raise CheckpointError("checkpoint file does not exist" if reason == "file does not exist" else reason, path)
     if path.stat().st_size == 0:
         raise CheckpointError("checkpoint file is empty", path)
     try:

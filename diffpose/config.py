@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 import warnings
@@ -33,39 +34,76 @@ class ConfigError(DiffPoseError):
 
 
 # --------------------------------------------------------------------------------------------------
+# Field ranges: every field declares what it accepts in its metadata; validate_config checks them all
+# --------------------------------------------------------------------------------------------------
+def _f(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+       hi_open: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with ``default`` and its accepted values in ``metadata``: ``range`` ``(lo, hi)`` (None =
+    unbounded; for a tuple field, every element), ``open`` ``(lo_open, hi_open)`` (strict bounds), ``choices``.
+    Every float field must also be finite."""
+    meta: dict[str, Any] = {}
+    if lo is not None or hi is not None:
+        meta["range"] = (lo, hi)
+        meta["open"] = (lo_open, hi_open)
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return field(default=default, metadata=meta)
+
+
+def describe_range(meta: dict[str, Any]) -> str:
+    """``">= 1"``, ``"in [0, 1)"``, ``"> 0"`` for a field's metadata."""
+    lo, hi = meta["range"]
+    lo_open, hi_open = meta.get("open", (False, False))
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    if lo is None:
+        return f"{'<' if hi_open else '<='} {hi:g}"
+    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def in_range(value: float, meta: dict[str, Any]) -> bool:
+    lo, hi = meta["range"]
+    lo_open, hi_open = meta.get("open", (False, False))
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        return False
+    return not (hi is not None and (value >= hi if hi_open else value > hi))
+
+
+# --------------------------------------------------------------------------------------------------
 # The config tree
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class BackboneConfig:
     """Per-frame ViT, key-compatible with ViTPose (``backbone.*`` keys)."""
 
-    image_size: tuple[int, int] = (256, 192)  # input crop (H, W)
-    stem: str = "patch"  # "patch" (ViTPose's patch convolution) or "conv" (a stride-8 convolutional stem)
-    stem_channels: tuple[int, int] = (32, 64)  # conv stem widths at 1/2 and 1/4 resolution
-    patch_size: int = 16
-    patch_padding: int = 2  # ViTPose pads the patch conv by 2: 256x192 -> 16x12 tokens
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
+    image_size: tuple[int, int] = _f((256, 192), lo=1)  # input crop (H, W)
+    # "patch" (ViTPose's patch convolution) or "conv" (a stride-8 convolutional stem)
+    stem: str = _f("patch", choices=("patch", "conv"))
+    stem_channels: tuple[int, int] = _f((32, 64), lo=1)  # conv stem widths at 1/2 and 1/4 resolution
+    patch_size: int = _f(16, lo=1)
+    patch_padding: int = _f(2, lo=0)  # ViTPose pads the patch conv by 2: 256x192 -> 16x12 tokens
+    embed_dim: int = _f(768, lo=1)
+    depth: int = _f(12, lo=0)
+    num_heads: int = _f(12, lo=1)
+    mlp_ratio: float = _f(4.0, lo=0, lo_open=True)
     qkv_bias: bool = True
-    drop_path: float = 0.3
+    drop_path: float = _f(0.3, lo=0, hi=1, hi_open=True)
     weights: str = ""  # optional path to a ViTPose / diffpose checkpoint for the backbone
     freeze: bool = False  # keep backbone weights fixed during training
     neighbour_grad: bool = True  # False: only the key frame's backbone pass gets gradients (neighbours no_grad)
-    layer_decay: float = 1.0  # layer-wise lr decay (1.0 = off); ViTPose uses 0.75
+    layer_decay: float = _f(1.0, lo=0, hi=1, lo_open=True)  # layer-wise lr decay (1.0 = off); ViTPose uses 0.75
 
 
 @dataclass
 class STRLConfig:
     """SpatioTemporal Representation Learner (method §2.2)."""
 
-    dim: int = 384  # token width D after the 1x1 patch embedding
-    depth: int = 4  # L pre-LN transformer layers over all frames' tokens
-    num_heads: int = 8
-    mlp_ratio: float = 4.0
-    out_dim: int = 256  # condition channels C
-    agg_hidden: int = 512  # hidden width of the aggregation MLP (T*D per location -> C)
+    dim: int = _f(384, lo=1)  # token width D after the 1x1 patch embedding
+    depth: int = _f(4, lo=1)  # L pre-LN transformer layers over all frames' tokens
+    num_heads: int = _f(8, lo=1)
+    mlp_ratio: float = _f(4.0, lo=0, lo_open=True)
+    out_dim: int = _f(256, lo=1)  # condition channels C
+    agg_hidden: int = _f(512, lo=1)  # hidden width of the aggregation MLP (T*D per location -> C)
     key_shortcut: bool = False  # add the key frame's backbone features to the condition (identity or 1x1)
 
 
@@ -73,17 +111,19 @@ class STRLConfig:
 class DecoderConfig:
     """Pose-Decoder with LMSFI (method §2.3)."""
 
-    heatmap_dim: int = 64  # c: width of the embedded noisy heatmap
-    widths: tuple[int, int, int] = (256, 128, 64)  # condition width at 1x, 2x, 4x
-    seref_depth: int = 2  # SeRef transformer on heatmap tokens (lowest scale)
-    seref_dim: int = 128
-    fuse_depth: int = 2  # Trans: transformer fusing masked + plain condition (lowest scale)
-    num_heads: int = 8
-    mlp_ratio: float = 4.0  # MLP width of the SeRef / Trans transformer layers
-    conv_depth: int = 2  # (3x3 conv, GroupNorm, ReLU) units per conv branch at the 2x and 4x scales
-    time_dim: int = 128  # sinusoidal timestep embedding width
-    predicts: str = "signal"  # "signal": x0 in the diffused signal space; "heatmap": x0 as heatmaps in [0, 1]
-    fusion: str = "lmsfi"  # "lmsfi": masks from x_t look up the condition; "concat": x_t features concatenated
+    heatmap_dim: int = _f(64, lo=1)  # c: width of the embedded noisy heatmap
+    widths: tuple[int, int, int] = _f((256, 128, 64), lo=1)  # condition width at 1x, 2x, 4x
+    seref_depth: int = _f(2, lo=0)  # SeRef transformer on heatmap tokens (lowest scale)
+    seref_dim: int = _f(128, lo=1)
+    fuse_depth: int = _f(2, lo=0)  # Trans: transformer fusing masked + plain condition (lowest scale)
+    num_heads: int = _f(8, lo=1)
+    mlp_ratio: float = _f(4.0, lo=0, lo_open=True)  # MLP width of the SeRef / Trans transformer layers
+    conv_depth: int = _f(2, lo=0)  # (3x3 conv, GroupNorm, ReLU) units per conv branch at the 2x and 4x scales
+    time_dim: int = _f(128, lo=2)  # sinusoidal timestep embedding width
+    # "signal": x0 in the diffused signal space; "heatmap": x0 as heatmaps in [0, 1]
+    predicts: str = _f("signal", choices=("signal", "heatmap"))
+    # "lmsfi": masks from x_t look up the condition; "concat": x_t features concatenated
+    fusion: str = _f("lmsfi", choices=("lmsfi", "concat"))
     heat_path: bool = False  # also add the (refined) x_t features to each scale's fused output
     self_condition: bool = False  # the decoder also sees its previous x0 estimate (needs predicts="heatmap")
 
@@ -93,14 +133,14 @@ class ModelConfig:
     """The whole network: which model, joints, frames and heatmap geometry."""
 
     kind: str = "diffpose"  # "diffpose" (temporal diffusion) or "baseline" (single-frame ViTPose head)
-    num_joints: int = 17
-    num_frames: int = 5  # clip length 2*delta+1, key frame in the middle
-    heatmap_size: tuple[int, int] = (64, 48)  # (H, W)
-    sigma: float = 2.0  # Gaussian heatmap std in heatmap pixels
+    num_joints: int = _f(17, lo=1)
+    num_frames: int = _f(5, lo=1)  # clip length 2*delta+1, key frame in the middle
+    heatmap_size: tuple[int, int] = _f((64, 48), lo=1)  # (H, W)
+    sigma: float = _f(2.0, lo=0, lo_open=True)  # Gaussian heatmap std in heatmap pixels
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     strl: STRLConfig = field(default_factory=STRLConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    baseline_deconv_channels: int = 256  # ViTPose classic head: 2 deconvs of this width
+    baseline_deconv_channels: int = _f(256, lo=1)  # ViTPose classic head: 2 deconvs of this width
 
 
 @dataclass
@@ -110,10 +150,11 @@ class DiffusionConfig:
     The network knows nothing of these numbers. How a trained model is *sampled* is :class:`SamplingConfig`.
     """
 
-    timesteps: int = 1000
-    cosine_s: float = 0.008
-    scale: float = 2.0  # signal scale s: heatmap h in [0, 1] -> (2h - 1) * s
-    train_pure_noise: float = 0.0  # fraction of training samples at t = T-1 (0 = uniform t, the paper's)
+    timesteps: int = _f(1000, lo=1)
+    cosine_s: float = _f(0.008, lo=0)
+    scale: float = _f(2.0, lo=0, lo_open=True)  # signal scale s: heatmap h in [0, 1] -> (2h - 1) * s
+    # fraction of training samples at t = T-1 (0 = uniform t, the paper's)
+    train_pure_noise: float = _f(0.0, lo=0, hi=1)
 
 
 COMBINE_MODES = ("mean", "median")  # how the K hypotheses of one person are combined (SamplingConfig.combine)
@@ -127,10 +168,10 @@ class SamplingConfig:
     Models that do not sample (the single-frame baseline, regression heads) ignore this section.
     """
 
-    steps: int = 1  # DDIM steps S
-    eta: float = 1.0  # DDIM noise: 0 deterministic, 1 DDPM-like (DiffusionDet's default)
-    ensemble: int = 1  # hypotheses K per person, combined into one pose
-    combine: str = "mean"  # "mean" (heatmap mean) or "median" (keypoint median)
+    steps: int = _f(1, lo=1)  # DDIM steps S
+    eta: float = _f(1.0, lo=0)  # DDIM noise: 0 deterministic, 1 DDPM-like (DiffusionDet's default)
+    ensemble: int = _f(1, lo=1)  # hypotheses K per person, combined into one pose
+    combine: str = _f("mean", choices=COMBINE_MODES)  # "mean" (heatmap mean) or "median" (keypoint median)
 
 
 @dataclass
@@ -141,30 +182,30 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     frame_offsets: tuple[int, ...] = (-2, -1, 0, 1, 2)
-    box_enlarge: float = 1.25
-    workers: int = 0
+    box_enlarge: float = _f(1.25, lo=0, lo_open=True)
+    workers: int = _f(0, lo=0)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation."""
 
-    seed: int = 0
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 5e-4
-    backbone_lr: float = 5e-5
-    weight_decay: float = 1e-4
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    ema: float = 0.0  # EMA decay (0 = off)
+    seed: int = _f(0, lo=0)
+    epochs: int = _f(30, lo=1)
+    batch_size: int = _f(32, lo=1)
+    lr: float = _f(5e-4, lo=0, lo_open=True)
+    backbone_lr: float = _f(5e-5, lo=0)
+    weight_decay: float = _f(1e-4, lo=0)
+    warmup_steps: int = _f(500, lo=0)
+    grad_clip: float = _f(1.0, lo=0)
+    ema: float = _f(0.0, lo=0, hi=1, hi_open=True)  # EMA decay (0 = off)
     amp: bool = True  # mixed precision where the device supports it (CUDA)
     device: str = "auto"
-    max_steps: int = 0  # stop after this many optimiser steps (0 = run all epochs)
-    min_lr_ratio: float = 0.01  # cosine decay ends at lr * min_lr_ratio
-    checkpoint_every: int = 200  # steps between checkpoints (one is also written at every epoch end)
-    log_every: int = 10  # steps between metric lines
-    val_every: int = 0  # epochs between validation AP runs during training, logged as val_total (0 = none)
+    max_steps: int = _f(0, lo=0)  # stop after this many optimiser steps (0 = run all epochs)
+    min_lr_ratio: float = _f(0.01, lo=0, hi=1)  # cosine decay ends at lr * min_lr_ratio
+    checkpoint_every: int = _f(200, lo=1)  # steps between checkpoints (one is also written at every epoch end)
+    log_every: int = _f(10, lo=1)  # steps between metric lines
+    val_every: int = _f(0, lo=0)  # epochs between validation AP runs during training, logged as val_total (0 = none)
 
 
 @dataclass
@@ -338,6 +379,7 @@ def config_from_dict(data: dict[str, Any], cls: type = Config) -> Any:
     """
     if cls is Config:
         data = upgrade_dict(data, warn=False)
+        return validate_config(_from_dict(cls, data))
     return _from_dict(cls, data)
 
 
@@ -373,6 +415,8 @@ def parse_override(text: str) -> dict[str, Any]:
     except yaml.YAMLError:
         value = raw
     # YAML reads "1e-4" as a string (no dot in the mantissa); accept it as the number it means.
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        value = float(value)  # not finite: the range check names the key
     if isinstance(value, str):
         try:
             value = float(value) if any(c in value.lower() for c in ".e") else int(value)
@@ -395,7 +439,8 @@ def load_config(preset: str = "paper", yaml_path: str | Path | None = None,
         try:
             data = yaml.safe_load(path.read_text())
         except OSError as e:
-            raise ConfigError(f"cannot read config: {e.strerror or e}", path) from None
+            why = "cannot resolve this path (a symlink loop)" if e.errno == 40 else e.strerror or e
+            raise ConfigError(f"cannot read config: {why}", path) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
         if data is not None:
@@ -408,7 +453,7 @@ def load_config(preset: str = "paper", yaml_path: str | Path | None = None,
                 raise ConfigError(str(e), path) from None
     for text in overrides:
         cfg = merge_dict(cfg, upgrade_dict(parse_override(text)))
-    return cfg
+    return validate_config(cfg)
 
 
 def _check_preset(name: Any) -> str:
@@ -438,3 +483,53 @@ def clip_offsets(data: DataConfig, num_frames: int) -> tuple[int, ...]:
         raise ConfigError(f"data.frame_offsets {offsets} must hold model.num_frames={num_frames} distinct offsets "
                           "including 0", field="data.frame_offsets")
     return offsets
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation: every field's range (its metadata), then the checks that involve several fields
+# --------------------------------------------------------------------------------------------------
+def _check_field(value: Any, f: dataclasses.Field, key: str) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"config key {key}: {v} is not a finite number")
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+    if "range" in f.metadata:
+        for v in values:
+            if not in_range(v, f.metadata):
+                raise ConfigError(f"config key {key}: {v!r} is out of range, expected {describe_range(f.metadata)}")
+
+
+def _walk(cfg: Any, prefix: str = "") -> None:
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _walk(value, key + ".")
+        else:
+            _check_field(value, f, key)
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every field against the range its metadata declares (floats finite, strings among their choices),
+    then the rules that tie fields together; raise one :class:`ConfigError` naming the key, the value and what
+    was expected. Used by :func:`load_config` and :func:`config_from_dict` (so presets, YAML files, overrides
+    and checkpoints alike). Returns ``cfg``."""
+    _walk(cfg)
+    m = cfg.model
+    for key, width, heads in (("model.backbone", m.backbone.embed_dim, m.backbone.num_heads),
+                              ("model.strl", m.strl.dim, m.strl.num_heads),
+                              ("model.decoder", m.decoder.seref_dim, m.decoder.num_heads)):
+        if width % heads:
+            wname = "embed_dim" if key == "model.backbone" else "seref_dim" if key == "model.decoder" else "dim"
+            raise ConfigError(f"config key {key}.num_heads: {heads} heads do not divide {key}.{wname} = {width}")
+    if m.decoder.time_dim % 2:
+        raise ConfigError(f"config key model.decoder.time_dim: {m.decoder.time_dim} is odd, expected an even width")
+    if m.decoder.self_condition and m.decoder.predicts != "heatmap":
+        raise ConfigError("config key model.decoder.self_condition: true needs model.decoder.predicts=heatmap, "
+                          f"got {m.decoder.predicts!r}")
+    if cfg.sampling.steps > cfg.diffusion.timesteps:
+        raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than diffusion.timesteps = "
+                          f"{cfg.diffusion.timesteps}")
+    return cfg  # data.frame_offsets is checked when a model is built (clip_offsets): single-frame kinds ignore it

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from diffpose import __version__
@@ -87,14 +89,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
+    previous = _terminate_as_interrupt()
     try:
         return int(args._run(args) or 0)
     except DiffPoseError as e:
         print(f"diffpose {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: worker processes were stopped on the way out
         print(f"diffpose {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _terminate_as_interrupt() -> object:
+    """SIGTERM raises KeyboardInterrupt, like Ctrl-C, so every ``finally`` runs: synth's worker pool is killed,
+    DataLoader workers are shut down, temporary files are removed. Returns the previous handler (None when
+    not on the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 if __name__ == "__main__":  # pragma: no cover

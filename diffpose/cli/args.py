@@ -14,6 +14,7 @@ them back, validating what argparse cannot.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -85,8 +86,14 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
 
 
 def sampling_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The sampling settings the user gave (those left out come from the checkpoint)."""
-    return {k: getattr(args, k) for k in ("steps", "ensemble", "combine", "eta") if getattr(args, k) is not None}
+    """The sampling settings the user gave (those left out come from the checkpoint), range-checked."""
+    given = {k: getattr(args, k) for k in ("steps", "ensemble", "combine", "eta") if getattr(args, k) is not None}
+    for key in ("steps", "ensemble"):
+        if key in given:
+            at_least(given[key], f"--{key}", 1)
+    if "eta" in given:
+        at_least(given["eta"], "--eta", 0.0)
+    return given
 
 
 def warn_unused_sampling(args: argparse.Namespace, samples: bool) -> None:
@@ -114,8 +121,29 @@ def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
 
 
+def batch_size_from_args(args: argparse.Namespace) -> int:
+    """``--batch-size``, checked to be >= 1."""
+    return int(at_least(args.batch_size, "--batch-size", 1))
+
+
 def positive(value: int | float, flag: str) -> int | float:
-    """``value`` if it is > 0, else a one-line error naming ``flag``."""
-    if not value > 0:
-        raise DiffPoseError(f"expected {flag} > 0, got {value}", field=flag)
+    """``value`` if it is a finite number > 0, else a one-line error naming ``flag``."""
+    if not (math.isfinite(value) and value > 0):
+        raise DiffPoseError(f"{flag}: {value} is out of range, expected > 0", field=flag)
+    return value
+
+
+def at_least(value: int | float, flag: str, low: int | float, high: int | float | None = None) -> int | float:
+    """``value`` if it is finite and ``low <= value`` (``<= high``), else one line naming ``flag`` and the range."""
+    ok = math.isfinite(value) and value >= low and (high is None or value <= high)
+    if not ok:
+        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise DiffPoseError(f"{flag}: {value} is out of range, expected {expected}", field=flag)
+    return value
+
+
+def finite(value: float | None, flag: str) -> float | None:
+    """``value`` (or None) if it is a finite number, else one line naming ``flag``."""
+    if value is not None and not math.isfinite(value):
+        raise DiffPoseError(f"{flag}: {value} is not a finite number", field=flag)
     return value

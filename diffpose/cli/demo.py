@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from diffpose.cli.args import add_device, add_progress, add_sampling, sampling_from_args
+from diffpose.cli.args import add_device, add_progress, add_sampling, at_least, sampling_from_args
 from diffpose.errors import DiffPoseError
 from diffpose.evaluation import EvalResult, evaluate_dirs
 from diffpose.inference import (
@@ -87,6 +87,8 @@ def _contact_sheet(frames_dir: Path, out: Path, count: int = 6, width: int = 3) 
 
 
 def run(args: argparse.Namespace) -> int:
+    at_least(args.frames, "--frames", 1)
+    sampling_from_args(args)
     start = time.perf_counter()
     checkpoints = {"model": args.checkpoint or BUNDLED["model"], "baseline": args.baseline or BUNDLED["baseline"]}
     for role, path in checkpoints.items():

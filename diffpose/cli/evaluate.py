@@ -22,9 +22,10 @@ import json
 from pathlib import Path
 
 from diffpose.cli.args import add_progress
+from diffpose.data.dataset_root import check_dataset_root
 from diffpose.errors import DiffPoseError
 from diffpose.evaluation import evaluate_dirs
-from diffpose.io_utils import atomic_write_text, check_writable
+from diffpose.io_utils import atomic_write_text, check_not_input, check_writable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,12 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.json:
-        target = Path(args.json).resolve()
-        for folder in (args.gt, args.pred):
-            if target.is_relative_to(Path(folder).resolve()):
-                raise DiffPoseError("refusing to write into an input folder (--gt / --pred); choose another path",
-                                    args.json, "--json")
+        try:
+            check_not_input(args.json, [args.gt, args.pred], "--json")
+        except DiffPoseError:
+            raise DiffPoseError("refusing to write into an input folder (--gt / --pred); choose another path",
+                                args.json, "--json") from None
         check_writable(args.json)  # say so before evaluating, not after
+    gt = Path(args.gt).resolve()
+    if gt.parent.name == "annotations":  # ROOT/annotations/<split>: an interrupted SynthTrack root is refused
+        check_dataset_root(gt.parent.parent, gt.name)
     result = evaluate_dirs(args.gt, args.pred, protocol=args.protocol, occluded=args.occluded,
                            progress=not args.no_progress)
     print(f"PoseTrack AP ({result.protocol} protocol), {result.frames_evaluated} frames evaluated")

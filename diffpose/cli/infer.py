@@ -54,11 +54,15 @@ from diffpose.cli.args import (
     add_progress,
     add_sampling,
     add_seed,
+    at_least,
+    batch_size_from_args,
     checkpoint_from_args,
+    finite,
     positive,
     sampling_from_args,
     warn_unused_sampling,
 )
+from diffpose.data.detections import check_dropped
 from diffpose.errors import DiffPoseError
 from diffpose.inference import (
     CocoResultsWriter,
@@ -77,6 +81,7 @@ from diffpose.inference import (
     open_source,
 )
 from diffpose.inference.sources import PoseTrackSource, VideoFileSource
+from diffpose.io_utils import check_not_input, output_target, resolve_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,12 +131,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise DiffPoseError("nothing to write: give --json, --coco, --render and/or --render-frames")
     model = Path(args.checkpoint) if args.checkpoint is not None else Path(args.onnx)
     given = [Path(args.input), model] + ([Path(args.boxes)] if args.boxes not in (None, "gt") else [])
-    given = [g.resolve() for g in given]
+    if args.root is not None:
+        given.append(Path(args.root))
+    elif Path(args.input).suffix.lower() == ".json":  # ROOT/annotations/<split>/<seq>.json: the dataset is an input
+        given.append(resolve_path(args.input).parents[2])
     for out in outputs:
-        target = out.resolve()
-        if target in given or any(g.is_dir() and target.is_relative_to(g) for g in given):
-            raise DiffPoseError("refusing to write over or into an input", out)
-    files = [o.resolve() for o in outputs]
+        check_not_input(out, given)
+        if out is not args.render_frames:
+            output_target(out)  # a FIFO, device or socket is refused before the first frame
+    files = [resolve_path(o) for o in outputs]
     if len(set(files)) != len(files):
         raise DiffPoseError("two outputs name the same path")
 
@@ -140,7 +148,13 @@ def run(args: argparse.Namespace) -> int:
     args.checkpoint = checkpoint_from_args(args)
     if (args.checkpoint is None) == (args.onnx is None):
         raise DiffPoseError("give either -c/--checkpoint CKPT or --onnx DIR")
-    positive(args.batch_size, "--batch-size")
+    batch_size_from_args(args)
+    sampling_from_args(args)
+    at_least(args.detect_every, "--detect-every", 1)
+    for flag in ("min_box_score", "propagate_score", "render_score", "reuse_iou"):
+        finite(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.fps is not None:
+        positive(args.fps, "--fps")
     if not 0.0 < args.reuse_iou <= 1.0:
         raise DiffPoseError(f"expected 0 < --reuse-iou <= 1, got {args.reuse_iou}")
     if args.boxes is not None and args.detector is not None:
@@ -157,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         provider = GroundTruthBoxes()
     elif args.boxes is not None:
         provider = DetectionFileBoxes(args.boxes, args.min_box_score)
+        check_dropped(args.boxes, provider.total, provider.kept, provider.dropped, "infer")  # all dropped: an error
     else:
         provider = load_detector(args.detector, args.min_box_score)
     if args.threads is not None:

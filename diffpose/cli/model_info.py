@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from diffpose.checkpoint import load_checkpoint
-from diffpose.cli.args import add_config, config_from_args, positive
+from diffpose.cli.args import add_config, at_least, config_from_args
 from diffpose.config import Config
 from diffpose.estimators import KINDS, build_estimator
 from diffpose.models import build_backbone, load_vitpose, model_complexity, param_groups
@@ -140,7 +140,9 @@ def _human(cfg: Any, preset: str, cx: Any, weights: str | None, report: Any) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    positive(args.batch, "--batch")
+    at_least(args.batch, "--batch", 1)
+    if args.threads is not None:
+        at_least(args.threads, "--threads", 1)
     cfg = config_from_args(args)
     cx = model_complexity(cfg.model)
     weights = args.backbone_weights or cfg.model.backbone.weights or None
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         print(_human(cfg, args.preset, cx, weights, report))
         if args.time_train_step:
             if args.threads:
-                torch.set_num_threads(positive(args.threads, "--threads"))
+                torch.set_num_threads(args.threads)
             device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
             print(f"\ntraining step, batch {args.batch} ({device}; fwd + bwd + AdamW, random data):")
             for kind in KINDS:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from diffpose.cli.args import add_progress
+from diffpose.data.dataset_root import INCOMPLETE
 from diffpose.errors import DiffPoseError
 from diffpose.io_utils import check_writable
 from diffpose.synth.generate import MANIFEST, generate
@@ -52,13 +53,15 @@ def _prepare(out: Path, force: bool) -> None:
         raise DiffPoseError("exists and is not a directory", out)
     if not out.exists() or not any(out.iterdir()):
         return
-    if not (out / MANIFEST).is_file():
+    partial = (out / INCOMPLETE).is_file()
+    if not partial and not (out / MANIFEST).is_file():
         raise DiffPoseError(f"is not empty and holds no {MANIFEST}; refusing to write into it", out)
     if not force:
-        raise DiffPoseError("already holds a SynthTrack dataset; pass --force to replace it", out)
+        what = "an incomplete (interrupted) SynthTrack output" if partial else "a SynthTrack dataset"
+        raise DiffPoseError(f"already holds {what}; pass --force to replace it", out)
     for sub in ("images", "annotations"):
         shutil.rmtree(out / sub, ignore_errors=True)
-    for name in (MANIFEST, "preview.png"):
+    for name in (MANIFEST, "preview.png", INCOMPLETE):
         (out / name).unlink(missing_ok=True)
 
 

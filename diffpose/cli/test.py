@@ -25,13 +25,14 @@ from diffpose.cli.args import (
     add_progress,
     add_sampling,
     add_seed,
+    batch_size_from_args,
     checkpoint_from_args,
-    positive,
+    finite,
     sampling_from_args,
     warn_unused_sampling,
 )
 from diffpose.engine.tester import run_test
-from diffpose.io_utils import atomic_write_text
+from diffpose.io_utils import atomic_write_text, check_not_input, output_target
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
-    positive(args.batch_size, "--batch-size")
+    batch_size_from_args(args)
+    finite(args.min_box_score, "--min-box-score")
+    sampling_from_args(args)
+    inputs = [args.data, checkpoint] + ([args.boxes] if args.boxes != "gt" else [])
+    check_not_input(args.out, inputs, flag="--out")  # never among the annotations: later reads would fail
+    output_target(Path(args.out) / "ap.json")  # a FIFO or device named ap.json is refused now; nothing is created
     result, predictor = run_test(checkpoint, args.data, args.split, args.out, boxes=args.boxes, device=args.device,
                                  progress=not args.no_progress, min_box_score=args.min_box_score,
                                  seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))

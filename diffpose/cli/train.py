@@ -9,6 +9,11 @@ OUT/metrics.jsonl (and OUT/tensorboard when tensorboard is installed). The finis
 to OUT/final.pt (model + config, EMA weights when train.ema > 0), the file `diffpose test` and
 `diffpose infer` take.
 
+A run folder belongs to one run: while it trains, OUT/train.lock holds its PID and a second `diffpose train`
+on OUT is refused (a lock whose process is gone is taken over with a note). A folder that already holds a
+run (checkpoints, metrics) is refused unless --resume continues it or --overwrite starts over; resuming a
+finished run does nothing and says so.
+
 Several GPUs or nodes: launch with torchrun, e.g.
   torchrun --nproc_per_node=8 -m diffpose train --preset paper --data /data/posetrack18 --out runs/pt18
 train.batch_size is the global batch, split evenly over the processes. On CPU, torchrun with gloo works too.
@@ -26,21 +31,26 @@ import argparse
 from diffpose.cli.args import add_config, add_progress, config_from_args
 from diffpose.engine.distributed import shutdown_distributed
 from diffpose.engine.run import train_and_finish
+from diffpose.io_utils import check_not_input
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config(p, positional_alias=True)
     p.add_argument("--data", metavar="ROOT", help="dataset root with images/ and annotations/ (= data.root)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: config, checkpoints, metrics")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (a finished run: nothing to do)")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in OUT, deleting the run it holds "
+                   "(without --resume or --overwrite, a folder holding a run is refused)")
     p.add_argument("--val", action="store_true", help="score the validation split at the end (AP table)")
     add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, [f"data.root={args.data}"] if args.data else [])
+    check_not_input(args.out, [cfg.data.root or None, args.config], "--out")
     try:
-        train_and_finish(cfg, args.out, resume=args.resume, validate=args.val, progress=not args.no_progress)
+        train_and_finish(cfg, args.out, resume=args.resume, validate=args.val, progress=not args.no_progress,
+                         overwrite=args.overwrite)
     finally:
         shutdown_distributed()
     return 0

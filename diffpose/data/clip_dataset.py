@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from diffpose.codec import HeatmapCodec
 from diffpose.data.crops import IMAGENET_MEAN, IMAGENET_STD, crop_image, normalise, normalise_crop
+from diffpose.data.dataset_root import check_dataset_root
 from diffpose.data.images import check_frames_exist, read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Detection, Video
@@ -51,6 +52,7 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ClipDataset", "ClipItem", "FrameRea
 
 def load_split(root: str | Path, split: str) -> list[Video]:
     """All videos of ``ROOT/annotations/<split>/*.json``, sorted by file name."""
+    check_dataset_root(root, split)  # an interrupted SynthTrack output is refused, saying how to regenerate it
     folder = Path(root) / "annotations" / split
     if not folder.is_dir():
         raise DataFormatError(f"no annotation folder for split {split!r} (expected ROOT/annotations/{split}/*.json)",

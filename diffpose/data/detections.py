@@ -10,6 +10,7 @@ integer or a string; a missing ``category_id`` reads as 1; unknown keys are kept
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,32 @@ def detections_by_image(detections: list[Detection], min_score: float = 0.0,
         if det.score >= min_score and (category_id is None or det.category_id == category_id):
             out.setdefault(det.image_id, []).append(det)
     return out
+
+
+def filter_detections(detections: list[Detection], min_score: float = 0.0, category_id: int = 1,
+                      area: bool = True) -> tuple[list[Detection], dict[str, int]]:
+    """The detections a pose model uses (``category_id``, ``score >= min_score``, with ``area`` also width and
+    height > 0) and how many were dropped for each reason (only reasons that dropped some)."""
+    kept: list[Detection] = []
+    dropped = {"not a person (category_id != 1)": 0, f"score below {min_score:g}": 0, "no area": 0}
+    reasons = list(dropped)
+    for det in detections:
+        if det.category_id != category_id:
+            dropped[reasons[0]] += 1
+        elif not det.score >= min_score:
+            dropped[reasons[1]] += 1
+        elif area and not (det.box[2] > 0 and det.box[3] > 0):
+            dropped[reasons[2]] += 1
+        else:
+            kept.append(det)
+    return kept, {k: v for k, v in dropped.items() if v}
+
+
+def check_dropped(path: str | Path, total: int, kept: int, dropped: dict[str, int], command: str) -> None:
+    """One warning line on stderr when boxes were dropped; an error when every box was (0 persons otherwise)."""
+    if not dropped:
+        return
+    why = ", ".join(f"{n} {reason}" for reason, n in dropped.items())
+    if total and not kept:
+        raise DataFormatError(f"all {total} boxes dropped ({why}); no person would be estimated", path)
+    print(f"diffpose {command}: warning: {path}: dropped {total - kept} of {total} boxes ({why})", file=sys.stderr)

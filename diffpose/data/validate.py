@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from diffpose.errors import DataFormatError
+from diffpose.io_utils import missing_reason
 
 _MISSING = object()
 
@@ -22,7 +23,7 @@ def load_json(path: str | Path) -> Any:
     """Parse a JSON file, turning I/O and syntax errors into a one-line :class:`DataFormatError`."""
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError("file does not exist" if not path.exists() else "is not a file", path)
+        raise DataFormatError(missing_reason(path), path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -36,6 +37,10 @@ def load_json(path: str | Path) -> Any:
         raise DataFormatError("is not UTF-8 text, expected JSON", path) from None
     except json.JSONDecodeError as e:
         raise DataFormatError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    except RecursionError:
+        raise DataFormatError("JSON nested too deeply (lists or objects inside each other beyond Python's "
+                              "recursion limit)", path) from None
+
 
 
 def type_name(value: Any) -> str:

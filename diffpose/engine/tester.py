@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from diffpose.checkpoint import resolve_device
 from diffpose.data.clip_dataset import ClipDataset, ClipItem, detection_items, gt_items, load_split
-from diffpose.data.detections import read_detections
+from diffpose.data.detections import check_dropped, filter_detections, read_detections
 from diffpose.data.images import opencv_before_fork
 from diffpose.data.posetrack18 import write_posetrack18
 from diffpose.data.records import Detection, Frame, Person, Video
@@ -110,6 +110,9 @@ def run_test(checkpoint: str | Path, data_root: str | Path, split: str, out_dir:
     estimator = load_estimator(checkpoint, dev)
     predictor = Predictor(estimator, dev, **predictor_args)
     detections = None if boxes == "gt" else read_detections(boxes)
+    if detections is not None:
+        kept, dropped = filter_detections(detections, min_box_score)
+        check_dropped(boxes, len(detections), len(kept), dropped, "test")  # every box dropped: an error
     workers = estimator.cfg.data.workers if workers is None else workers
     with torch.inference_mode():
         result = evaluate_split(predictor, data_root, split, out_dir, detections, min_box_score, workers, progress)

@@ -19,6 +19,7 @@ so a killed run resumed with ``--resume`` ends with the same weights as one neve
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
 from diffpose.data.images import opencv_before_fork
 from diffpose.data.transforms import Augmentation
 from diffpose.engine.distributed import DistContext, EpochBatchSampler, all_reduce_mean, init_distributed
+from diffpose.engine.run_folder import RunLock, clear_run
 from diffpose.engine.tester import evaluate_split
 from diffpose.engine.training_utils import MetricsLog, ModelEMA, warmup_cosine
 from diffpose.errors import DiffPoseError
@@ -72,7 +74,7 @@ class Trainer:
     """Builds data, model and optimiser from a config and runs (or resumes) the loop."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-                 ctx: DistContext | None = None):
+                 ctx: DistContext | None = None, lock: RunLock | None = None, overwrite: bool = False):
         self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
         self.ctx = ctx or init_distributed(cfg.train.device)
         if not cfg.data.root:
@@ -93,6 +95,13 @@ class Trainer:
                                    cfg.data.box_enlarge, Augmentation(), seed=cfg.train.seed)
         if self.ctx.is_main:
             ensure_dir(self.out_dir)
+            if lock is not None:
+                lock.acquire()  # one train per run folder; a stale lock is taken over with a note
+            if overwrite:
+                removed = clear_run(self.out_dir)
+                if removed:
+                    print(f"diffpose train: note: --overwrite removed the previous run's {', '.join(removed)}",
+                          file=sys.stderr, flush=True)
         self.estimator.to(self.ctx.device)
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.train.batch_size, self.ctx, cfg.train.seed)
         bb = cfg.model.backbone

@@ -67,8 +67,9 @@ class MetricsLog:
         if not self.enabled:
             return
         record = {"step": step, "time": round(time.time(), 3), **values}
+        record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")  # JSON has no NaN: a non-finite value is null
         if self.tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):

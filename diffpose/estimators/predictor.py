@@ -27,6 +27,7 @@ so the same frames, boxes and batch size give identical results run after run.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,8 @@ class Predictor:
         if batch_size < 1:
             raise DiffPoseError(f"batch size must be >= 1, got {batch_size}", field="--batch-size")
         self.batch_size = int(batch_size)
+        if self.samples:
+            self.batch_size = fit_batch_to_memory(self.cfg, self.sampling.ensemble, self.batch_size, self.device)
         self.seed = int(seed)
         self.generator = torch.Generator(device=self.device)
         self.reseed()
@@ -271,3 +274,47 @@ def check_sampling(sampling: SamplingConfig) -> SamplingConfig:
     if not sampling.eta >= 0:
         raise DiffPoseError(f"eta must be >= 0, got {sampling.eta}", field="--eta")
     return sampling
+
+
+def sampling_bytes_per_clip(cfg: Any, ensemble: int) -> int:
+    """A generous estimate of the memory one clip's denoising step takes with ``ensemble`` hypotheses: the
+    hypotheses' heatmaps and the decoder's feature maps at heatmap resolution (float32), several times over for
+    the step's temporaries."""
+    m = cfg.model
+    h, w = m.heatmap_size
+    per_hypothesis = 4 * h * w * (8 * m.num_joints + 2 * sum(m.decoder.widths) + 2 * m.decoder.heatmap_dim)
+    return int(ensemble) * per_hypothesis
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for tensors on ``device`` (MemAvailable on Linux for the CPU), or None when unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return None
+
+
+def fit_batch_to_memory(cfg: Any, ensemble: int, batch_size: int, device: torch.device) -> int:
+    """The batch size whose ``ensemble`` hypotheses fit in memory: refuses (with the estimate) when one clip
+    does not fit, lowers the batch size (with a note) when ``batch_size`` clips do not."""
+    free = available_memory(device)
+    if free is None:
+        return batch_size
+    budget = free // 2  # leave room for the backbone, the condition and everything else
+    per_clip = sampling_bytes_per_clip(cfg, ensemble)
+    if per_clip > budget:
+        raise DiffPoseError(f"{ensemble} hypotheses per person need about {per_clip / 2**30:.1f} GiB per clip; "
+                            f"{free / 2**30:.1f} GiB of memory is available: lower --ensemble", field="--ensemble")
+    fits = max(1, budget // per_clip)
+    if fits < batch_size:
+        print(f"diffpose: note: {batch_size} clips x {ensemble} hypotheses need about "
+              f"{batch_size * per_clip / 2**30:.1f} GiB; predicting {fits} clips per model call instead",
+              file=sys.stderr)
+        return int(fits)
+    return batch_size

@@ -28,6 +28,9 @@ exporter: it needs only the ``onnx`` package), opset 17.
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +43,7 @@ from torch import nn
 from diffpose.config import config_to_dict
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PoseEstimator
-from diffpose.io_utils import atomic_write_bytes, atomic_write_json
+from diffpose.io_utils import atomic_write_bytes, atomic_write_json, ensure_dir
 from diffpose.models.onnx_network import FORMAT_VERSION, GRAPH_FILES, MANIFEST, STEP_FIELDS
 from diffpose.models.pose_decoder import PYRAMID_FIELDS, ConditionPyramid
 
@@ -136,13 +139,21 @@ def _outputs(estimator: PoseEstimator, method: str, args: tuple[torch.Tensor, ..
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def export_onnx(estimator: PoseEstimator, out_dir: str | Path, check: bool = True) -> dict[str, Any]:
+def export_onnx(estimator: PoseEstimator, out_dir: str | Path, check: bool = True,
+                tolerance: float | None = None) -> dict[str, Any]:
     """Write the ONNX graphs of ``estimator`` (its network is moved to the CPU in eval mode) and the manifest.
+
+    The graphs are written to a temporary folder inside ``out_dir`` and checked there; only when the parity
+    check passes (largest difference <= ``tolerance``) are they moved in, and the manifest -- which lists each
+    graph's size, so a truncated graph is recognised -- is written last. A failed export leaves no graph and
+    no manifest of its own; an earlier export in ``out_dir`` loses its manifest only once the new graphs are
+    about to replace its graphs.
 
     Args:
         estimator: a loaded estimator (:func:`~diffpose.estimators.load_estimator`).
         out_dir: the folder to write (created).
         check: compare every graph with PyTorch through onnxruntime (skipped when it is not installed).
+        tolerance: the largest allowed difference (None: any).
 
     Returns:
         The manifest (also written to ``out_dir/diffpose_onnx.json``).
@@ -152,21 +163,38 @@ def export_onnx(estimator: PoseEstimator, out_dir: str | Path, check: bool = Tru
     except ImportError:
         raise DiffPoseError("exporting needs the onnx package: pip install 'diffpose[onnx]'") from None
     estimator.net.cpu().float().eval()
-    out = Path(out_dir)
-    examples = example_inputs(estimator)
-    files = {}
-    for method in estimator.graph_methods:
-        fn, inputs, outputs, dynamic = _signature(estimator, method)
-        files[method] = GRAPH_FILES[method]
-        data = _trace(_Method(estimator.net, fn).eval(), examples[method], inputs, outputs, dynamic)
-        atomic_write_bytes(data, out / files[method])
-    manifest: dict[str, Any] = {"format": "diffpose-onnx", "version": FORMAT_VERSION, "opset": OPSET,
-                                "torch": torch.__version__, "num_frames": estimator.num_frames, "graphs": files,
-                                "config": config_to_dict(estimator.cfg)}
-    if check:
-        manifest["parity_max_abs"] = check_parity(estimator, out, files)
-    atomic_write_json(manifest, out / MANIFEST, indent=2)
-    return manifest
+    out = ensure_dir(out_dir)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    except OSError as e:
+        raise DiffPoseError(f"cannot write here: {e.strerror or e}", out) from None
+    try:
+        examples = example_inputs(estimator)
+        files = {}
+        for method in estimator.graph_methods:
+            fn, inputs, outputs, dynamic = _signature(estimator, method)
+            files[method] = GRAPH_FILES[method]
+            data = _trace(_Method(estimator.net, fn).eval(), examples[method], inputs, outputs, dynamic)
+            atomic_write_bytes(data, stage / files[method])
+        manifest: dict[str, Any] = {"format": "diffpose-onnx", "version": FORMAT_VERSION, "opset": OPSET,
+                                    "torch": torch.__version__, "num_frames": estimator.num_frames, "graphs": files,
+                                    "bytes": {name: (stage / name).stat().st_size for name in files.values()},
+                                    "config": config_to_dict(estimator.cfg)}
+        if check:
+            parity = check_parity(estimator, stage, files)
+            manifest["parity_max_abs"] = parity
+            worst = max(parity.values()) if parity else 0.0
+            if tolerance is not None and parity and not worst <= tolerance:
+                raise DiffPoseError(f"ONNX graphs differ from PyTorch by {worst:.2e} > --tolerance {tolerance:g} "
+                                    f"({', '.join(f'{k} {v:.2e}' for k, v in parity.items())}); nothing was written",
+                                    out)
+        (out / MANIFEST).unlink(missing_ok=True)  # from here until the new manifest, the folder is not an export
+        for name in files.values():
+            os.replace(stage / name, out / name)
+        atomic_write_json(manifest, out / MANIFEST, indent=2)
+        return manifest
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def check_parity(estimator: PoseEstimator, out_dir: str | Path, files: dict[str, str] | None = None,

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from diffpose.data.detections import read_detections
+from diffpose.data.detections import filter_detections, read_detections
 from diffpose.data.transforms import box_from_keypoints
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
@@ -84,10 +84,13 @@ class DetectionFileBoxes:
         self.path = Path(path)
         self.name = f"detections {self.path.name}"
         self.by_image: dict[int | str, list[tuple[np.ndarray, float]]] = {}
-        for det in read_detections(self.path):
-            entry = self.by_image.setdefault(det.image_id, [])
-            if det.category_id == 1 and det.score >= min_score:
-                entry.append((det.box, float(det.score)))
+        detections = read_detections(self.path)
+        kept, self.dropped = filter_detections(detections, min_score, area=False)  # area: per frame, see sanitize_boxes
+        self.total, self.kept = len(detections), len(kept)
+        for det in detections:
+            self.by_image.setdefault(det.image_id, [])  # a listed frame with no kept box has nobody (not propagated)
+        for det in kept:
+            self.by_image[det.image_id].append((det.box, float(det.score)))
         self.frames_matched = 0
 
     def __call__(self, frame: SourceFrame) -> Boxes | None:

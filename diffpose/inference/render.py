@@ -8,7 +8,8 @@ the track id. Joints with a score below ``min_score`` -- and the limbs that touc
 Sinks (see :mod:`diffpose.inference.outputs`):
 
 * :class:`VideoRenderer` writes an mp4 (``mp4v``) at the input's frame rate. It writes to a temporary file
-  in the target folder and renames it over the target only when the whole video is done. The video takes
+  in the target folder and renames it over the target only when the whole video is done and reads back
+  (re-opened with OpenCV, every frame counted: its writer does not report a full disk). The video takes
   the first frame's size; a later frame of another size (a folder of mixed images) is drawn at its own
   size and then scaled into the video's, aspect kept, on black bars (:func:`letterbox`).
 * :class:`FrameFolderRenderer` writes ``DIR/<index:06d>.png``, each file atomically.
@@ -28,7 +29,7 @@ import numpy as np
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
 from diffpose.inference.pipeline import FrameResult
-from diffpose.io_utils import atomic_write_bytes, check_writable
+from diffpose.io_utils import atomic_write_bytes, check_writable, output_target
 from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
 
 FAINT_ALPHA = 0.3  # opacity of low-score joints and limbs
@@ -108,10 +109,12 @@ class VideoRenderer:
 
     def __init__(self, path: str | Path, fps: float, layout: Layout = POSETRACK18, min_score: float = 0.2):
         self.path, self.fps, self.layout, self.min_score = check_writable(path), float(fps), layout, min_score
+        self.path = output_target(self.path)  # a symlink: the rendered video replaces its target
         self.writer: cv2.VideoWriter | None = None
         self.tmp: Path | None = None
         self.size: tuple[int, int] | None = None
         self.resized = 0  # frames of another size than the first, scaled into the video's size
+        self.frames = 0  # frames handed to the writer
 
     def _open(self, size: tuple[int, int]) -> None:
         try:
@@ -140,12 +143,19 @@ class VideoRenderer:
             drawn = letterbox(drawn, self.size)
             self.resized += 1
         self.writer.write(drawn)
+        self.frames += 1
 
     def close(self) -> list[Path]:
         if self.writer is None:
             raise DiffPoseError("no frames to render", self.path)
         self.writer.release()
         self.writer = None
+        readable = count_video_frames(self.tmp)  # OpenCV's writer does not report a full disk: read it back
+        if readable != self.frames:
+            self.abort()
+            kept = "the previous file is kept" if self.path.exists() else "nothing was written"
+            raise DiffPoseError(f"the rendered video does not read back ({readable} of {self.frames} frames "
+                                f"decodable; disk full?); {kept}", self.path)
         os.replace(self.tmp, self.path)
         return [self.path]
 
@@ -156,6 +166,20 @@ class VideoRenderer:
         if self.tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
+
+
+def count_video_frames(path: str | Path) -> int:
+    """How many frames OpenCV decodes from ``path`` (0 when it cannot open it)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
 
 
 class FrameFolderRenderer:

@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from diffpose.data.dataset_root import check_dataset_root
 from diffpose.data.images import IMAGE_SUFFIXES, check_frames_exist, read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Frame, Video
@@ -166,6 +167,7 @@ class PoseTrackSource(FrameSource):
 
     def __init__(self, path: str | Path, root: str | Path | None = None, fps: float = DEFAULT_FPS):
         self.path = Path(path)
+        check_dataset_root(root if root is not None else default_root(self.path))
         self.video = read_posetrack18(self.path)
         self.name = self.video.name
         if not self.video.frames:

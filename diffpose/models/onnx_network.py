@@ -53,7 +53,18 @@ def read_manifest(folder: str | Path) -> tuple[dict[str, Any], Config]:
         if version != FORMAT_VERSION:
             raise DiffPoseError(f"export format version {version!r}, this diffpose reads {FORMAT_VERSION}: export "
                                 "the checkpoint again with diffpose export --onnx", path)
+        graphs, sizes = manifest["graphs"], manifest.get("bytes", {})
+        for name in graphs.values():
+            graph = Path(folder) / name
+            if not graph.is_file():
+                raise DiffPoseError(f"incomplete export: graph {name} is missing; export again with diffpose export "
+                                    "--onnx", folder)
+            if name in sizes and graph.stat().st_size != sizes[name]:
+                raise DiffPoseError(f"not a valid ONNX graph: {graph.stat().st_size} bytes, the manifest says "
+                                    f"{sizes[name]} (truncated?); export again with diffpose export --onnx", graph)
         return manifest, config_from_dict(manifest["config"])
+    except RecursionError:
+        raise DiffPoseError("unreadable export manifest: JSON nested too deeply", path) from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise DiffPoseError(f"unreadable export manifest: {e}", path) from None
 
@@ -80,7 +91,7 @@ def _sessions(folder: Path, files: dict[str, str], threads: int | None, provider
         try:
             out[method] = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for damaged files
-            raise DiffPoseError(f"cannot load graph {name} (truncated or not an ONNX file): "
+            raise DiffPoseError(f"not a valid ONNX graph (truncated or damaged; export again): "
                                 f"{' '.join(str(e).split())[:160]}", path) from None
     return out
 

@@ -17,6 +17,7 @@ on the number of workers or on the other videos.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from diffpose.data.dataset_root import INCOMPLETE, MANIFEST
 from diffpose.data.images import opencv_before_fork
 from diffpose.data.posetrack18 import categories_for, write_posetrack18
 from diffpose.data.records import Frame, Person, Video
@@ -37,7 +39,6 @@ from diffpose.synth.video import simulate
 SPLITS = ("train", "val")
 SPLIT_CODE = {"train": 0, "val": 1}
 SEQ_SUFFIX = {"train": "mpii_train", "val": "mpii_test"}
-MANIFEST = "synthtrack.json"
 
 
 def sequence_numbers(split: str, n_train: int, n_val: int) -> list[int]:
@@ -151,6 +152,8 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
     jobs = [VideoJob(str(out), preset, seed, split, i, number)
             for split, n in (("train", preset.train_videos), ("val", n_val))
             for i, number in enumerate(sequence_numbers(split, preset.train_videos, n_val))]
+    # written first, removed last: a SynthTrack output without a manifest is recognised as interrupted
+    atomic_write_json({"dataset": "SynthTrack", "status": "generating"}, out / INCOMPLETE)
     bar = tqdm(total=len(jobs), desc="synthtrack", unit="video", disable=not progress)
     summaries: list[VideoSummary] = []
     if workers <= 1:
@@ -167,10 +170,14 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
         opencv_before_fork()  # the workers inherit a single-threaded OpenCV
         try:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(generate_video, job) for job in jobs]
-                for fut in as_completed(futures):
-                    summaries.append(fut.result())
-                    bar.update(1)
+                try:
+                    futures = [pool.submit(generate_video, job) for job in jobs]
+                    for fut in as_completed(futures):
+                        summaries.append(fut.result())
+                        bar.update(1)
+                except BaseException:  # an error, Ctrl-C or SIGTERM: stop the workers now, not after their videos
+                    stop_pool(pool)
+                    raise
         finally:
             cv2.setNumThreads(threads)
     bar.close()
@@ -186,7 +193,20 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
         "settings": preset.to_dict(),
     }
     atomic_write_json(manifest, out / MANIFEST, indent=2)
+    (out / INCOMPLETE).unlink(missing_ok=True)
     return manifest
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill the worker processes of ``pool`` and drop its queued jobs (``shutdown`` alone waits for running ones)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
 
 
 def _split_counts(items: list[VideoSummary]) -> dict[str, Any]:
