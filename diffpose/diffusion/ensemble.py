@@ -77,8 +77,8 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
 @torch.no_grad()
 def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, clips: torch.Tensor | None = None,
                  cond: torch.Tensor | None = None, steps: int = 1, eta: float = 1.0, hypotheses: int = 1,
-                 combine: str = "mean", generator: torch.Generator | None = None, predicts: str = "signal",
-                 self_condition: bool = False) -> PoseSamples:
+                 combine: str = "mean", generator: torch.Generator | None = None, predicts: str | None = None,
+                 self_condition: bool | None = None) -> PoseSamples:
     """Sample poses for ``B`` clips with ``K = hypotheses`` noise maps each, in one batch of ``B*K``.
 
     Args:
@@ -88,9 +88,10 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
             per-frame features via ``net.condition_from_features``).
         steps: DDIM steps ``S``; eta: DDIM noise; hypotheses: ``K``; combine: ``"mean"`` or ``"median"``.
         generator: ``torch.Generator`` for all noise (identical seeds give identical samples).
-        predicts: the space ``net.denoise`` predicts ``x0`` in: ``"signal"`` or ``"heatmap"`` (then encoded here).
+        predicts: the space ``net.denoise`` predicts ``x0`` in: ``"signal"`` or ``"heatmap"`` (then encoded here);
+            default: the network's own ``predicts`` (``"signal"`` when it has none).
         self_condition: the network reads its previous estimate (``net.denoise(x_t, t, pyramid, prev)``, a
-            heatmap; none at the first step).
+            heatmap; none at the first step); default: the network's own ``self_condition`` (else False).
 
     Returns:
         :class:`PoseSamples`. The network is called: STRL once, ``prepare`` once, ``denoise`` ``S`` times.
@@ -102,6 +103,10 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     if combine not in COMBINE_MODES:
         raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
                             field="sampling.combine")
+    if predicts is None:
+        predicts = getattr(net, "predicts", "signal")
+    if self_condition is None:
+        self_condition = getattr(net, "self_condition", False)
     if cond is None:
         cond = net.encode_condition(clips)  # (B, C, h, w)
     b, k = cond.shape[0], hypotheses
@@ -129,6 +134,4 @@ def sample_from_config(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCode
     """:func:`sample_poses` with ``steps``, ``eta``, ``ensemble`` and ``combine`` from a
     :class:`~diffpose.config.SamplingConfig`."""
     return sample_poses(net, diffusion, codec, clips=clips, cond=cond, steps=sampling.steps, eta=sampling.eta,
-                        hypotheses=sampling.ensemble, combine=sampling.combine, generator=generator,
-                        predicts=getattr(net, "predicts", "signal"),
-                        self_condition=getattr(net, "self_condition", False))
+                        hypotheses=sampling.ensemble, combine=sampling.combine, generator=generator)

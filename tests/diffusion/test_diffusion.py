@@ -26,6 +26,7 @@ from diffpose.diffusion import (
 )
 from diffpose.errors import DiffPoseError
 from diffpose.models import DiffPoseNet
+from tests.helpers import PATCH_TINY
 
 DIFF = HeatmapDiffusion(timesteps=1000, cosine_s=0.008, scale=2.0)
 
@@ -208,7 +209,7 @@ def test_combine_hypotheses_mean_median_and_uncertainty_hand_computed():
 def checkpoint_net(tmp_path_factory):
     """One tiny DiffPose 'checkpoint' written to disk and loaded back: sampling needs no retraining."""
     torch.manual_seed(0)
-    cfg = load_config("tiny").model
+    cfg = load_config("tiny", overrides=PATCH_TINY).model
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
     torch.save(DiffPoseNet.from_config(cfg).state_dict(), path)
     net = DiffPoseNet.from_config(cfg)
@@ -222,7 +223,7 @@ def clips(b: int = 2) -> torch.Tensor:
 
 def test_condition_once_per_clip_for_any_steps_and_hypotheses(checkpoint_net):
     net = checkpoint_net
-    codec = HeatmapCodec.from_model_config(load_config("tiny").model)
+    codec = HeatmapCodec.from_model_config(load_config("tiny", overrides=PATCH_TINY).model)
     counts = {"strl": 0, "prepare": 0, "decoder": 0}
     hooks = [net.strl.register_forward_hook(lambda *a: counts.__setitem__("strl", counts["strl"] + 1)),
              net.decoder.register_forward_hook(lambda *a: counts.__setitem__("decoder", counts["decoder"] + 1))]
@@ -253,7 +254,7 @@ def test_condition_once_per_clip_for_any_steps_and_hypotheses(checkpoint_net):
 
 def test_identical_seeds_identical_samples_and_cached_condition_path(checkpoint_net):
     net = checkpoint_net
-    codec = HeatmapCodec.from_model_config(load_config("tiny").model)
+    codec = HeatmapCodec.from_model_config(load_config("tiny", overrides=PATCH_TINY).model)
     x = clips(2)
 
     def run(seed, **kw):

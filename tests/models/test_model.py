@@ -45,7 +45,8 @@ def test_diffpose_shapes_through_every_stage():
     cond = net.encode_condition(x)
     assert cond.shape == (2, 128, 8, 6)
     pyr = net.prepare(cond)
-    assert pyr.f1.shape == (2, 128, 8, 6) and pyr.f2.shape == (2, 64, 16, 12) and pyr.f3.shape == (2, 32, 32, 24)
+    c1, c2, c3 = TINY.decoder.widths
+    assert pyr.f1.shape == (2, c1, 8, 6) and pyr.f2.shape == (2, c2, 16, 12) and pyr.f3.shape == (2, c3, 32, 24)
     x0 = net.denoise(torch.randn(2, 17, 32, 24), torch.tensor([0, 999]), pyr)
     assert x0.shape == (2, 17, 32, 24) and torch.isfinite(x0).all()
 
