@@ -34,7 +34,7 @@ def test_checkpoint_is_dash_c_everywhere(capsys, command):
 
 def test_test_uses_the_checkpoints_sampling_and_records_it(synth_small, tmp_path, capsys):
     ckpt = ASSETS / "tiny_diffpose.pt"
-    assert load_checkpoint(ckpt)["config"]["diffusion"]["ensemble"] == 4  # written before `sampling` existed
+    assert load_checkpoint(ckpt)["config"]["sampling"]["ensemble"] == 4
     code, out, err = run(capsys, "test", "-c", ckpt, "--data", synth_small, "--out", tmp_path / "dp", "--no-progress",
                          "--device", "cpu")
     assert code == 0 and "steps=1, ensemble=4 (mean), eta=1" in out and err == ""

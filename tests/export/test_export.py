@@ -70,7 +70,8 @@ def test_onnxruntime_predictor_gives_pytorch_keypoints(exported, kind):
     # DARK turns the graphs' ~1e-6 heatmap differences into ~1e-3 px per hypothesis; the spread adds them up.
     np.testing.assert_allclose(unc, torch_unc, atol=1e-2, rtol=0)
     # the reuse path: features -> condition -> prediction
-    feats = onnx.estimator.backbone_features(clips.flatten(0, 1)).reshape(6, frames, 128, 8, 6)
+    feats = onnx.estimator.backbone_features(clips.flatten(0, 1))  # (6*T, D, h, w)
+    feats = feats.reshape(6, frames, *feats.shape[1:])  # (6, T, D, h, w)
     onnx.reseed()
     np.testing.assert_allclose(onnx.run_features(feats)[0], torch_kp, atol=1e-3, rtol=0)
 

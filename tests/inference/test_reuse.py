@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from diffpose.cli import main as cli_main
+from diffpose.config import load_config
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
 from diffpose.estimators import load_estimator
 from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, StreamingPipeline, open_source
 from diffpose.inference.feature_cache import FeatureCache
 from diffpose.inference.feature_warp import TokenGeometry, crop_region, region_iou, warp_features
+from diffpose.models import DiffPoseNet
 from diffpose.models.lmsfi import lookup_mask, split_conv
-from tests.helpers import ASSETS
+from tests.helpers import ASSETS, PATCH_TINY
 
 GEOMETRY = TokenGeometry(stride=16, offset=5.5, grid=(8, 6), crop_size=(96, 128))  # tiny: patch 16, padding 2
 
@@ -193,7 +195,11 @@ def _concat_reference(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, 
 
 
 def test_broadcast_decoder_equals_the_concat_formulation():
-    net = load_estimator(ASSETS / "tiny_diffpose.pt", "cpu").net
+    # The paper's decoder (no heat path, no self-conditioning), random weights, 8x6 tokens.
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=[*PATCH_TINY, "model.decoder.predicts=signal",
+                                         "model.decoder.self_condition=false", "model.decoder.heat_path=false"])
+    net = DiffPoseNet.from_config(cfg.model).eval()
     g = torch.Generator().manual_seed(0)
     cond = torch.randn(3, 128, 8, 6, generator=g)
     x_t = torch.randn(12, 17, 32, 24, generator=g)
