@@ -39,11 +39,34 @@ from diffpose.inference import (
     consume,
     open_source,
 )
-from diffpose.io_utils import atomic_write_bytes
+from diffpose.io_utils import atomic_write_bytes, atomic_write_text, check_output
 from diffpose.synth import generate, get_preset
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BUNDLED = {"model": ASSETS / "tiny_diffpose.pt", "baseline": ASSETS / "tiny_baseline.pt"}
+DEMO_MARKER = ".diffpose-demo"  # in OUT: the folder is the demo's own, so its synthtrack/ may be replaced
+
+
+def _prepare_out(out: Path) -> Path:
+    """Check ``OUT`` before any work and return ``OUT/synthtrack``, emptied only if an earlier demo wrote it.
+
+    The demo replaces ``OUT/synthtrack`` on every run; a folder of that name that the demo did not write (a
+    user's dataset made by ``diffpose synth OUT/synthtrack``) is never deleted, and a dataset root as ``OUT``
+    is refused."""
+    check_output(out, folder=True, flag="--out")
+    if (out / "annotations").exists() or (out / "synthtrack.json").exists():
+        raise DiffPoseError("holds a dataset (annotations/ or synthtrack.json); the demo writes its own files into "
+                            "--out, choose another folder", out, "--out")
+    data = out / "synthtrack"
+    if data.exists():
+        if not (out / DEMO_MARKER).is_file():
+            raise DiffPoseError(f"{data} exists and was not written by diffpose demo; refusing to replace it, "
+                                "choose another --out", out, "--out")
+        shutil.rmtree(data)  # our own generated data from an earlier demo run
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text("written by diffpose demo: its synthtrack/ folder is replaced on the next run\n",
+                      out / DEMO_MARKER)
+    return data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
             what = "the bundled one is missing from this installation" if path == BUNDLED[role] else "no such file"
             raise DiffPoseError(f"no {role} checkpoint ({what})", path)
     out = Path(args.out)
-    data = out / "synthtrack"
-    if data.exists():
-        shutil.rmtree(data)  # our own generated data from an earlier demo run
+    data = _prepare_out(out)
     # every frame labelled, so boxes come from the annotations and AP is measured on the whole video
     preset = get_preset("default").with_overrides(videos=1, frames=args.frames)
     preset = dataclasses.replace(preset, val_label_stride=1)
