@@ -105,6 +105,7 @@ class STRLConfig:
     out_dim: int = _f(256, lo=1)  # condition channels C
     agg_hidden: int = _f(512, lo=1)  # hidden width of the aggregation MLP (T*D per location -> C)
     key_shortcut: bool = False  # add the key frame's backbone features to the condition (identity or 1x1)
+    queries: str = _f("all", choices=("all", "key"))  # "key": after layer 1 only the key frame's tokens are updated
 
 
 @dataclass

@@ -48,7 +48,7 @@ def build_strl(cfg: ModelConfig, grid: tuple[int, int]) -> STRL:
     s = cfg.strl
     return STRL(in_dim=cfg.backbone.embed_dim, num_frames=cfg.num_frames, grid_size=grid, dim=s.dim, depth=s.depth,
                 num_heads=s.num_heads, mlp_ratio=s.mlp_ratio, out_dim=s.out_dim, agg_hidden=s.agg_hidden,
-                key_shortcut=s.key_shortcut)
+                key_shortcut=s.key_shortcut, queries=s.queries)
 
 
 def build_decoder(cfg: ModelConfig) -> PoseDecoder:

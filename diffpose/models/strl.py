@@ -14,6 +14,13 @@ Choices where the paper is silent (method §2.2 [recommended] and §9 row 3): 1x
 cell), one joint attention sequence (not factorised), and the aggregation MLP over the ``T*D`` concat of
 a cell's frame tokens. The condition is computed once per clip and reused by every denoising step.
 
+``queries`` (a choice of ours for speed, ``"all"`` in both presets): with ``"key"`` only the first layer attends
+jointly over all ``T*h*w`` tokens; the later layers update the key frame's ``h*w`` tokens only, attending
+to the current key tokens and the neighbours' tokens as the first layer left them. The condition is for the
+key frame, so the neighbours' tokens need no further updates; attention then costs ``h*w x T*h*w`` instead of
+``(T*h*w)^2`` per later layer, and the MLPs run on ``h*w`` tokens instead of ``T*h*w``. The aggregation
+concatenates the same ``T`` tokens per cell (the neighbours' from the first layer).
+
 ``key_shortcut`` (a choice of ours, off in the ``paper`` preset): nothing in the paper's STRL passes the key
 frame's features straight through, so a good single-frame backbone is first scrambled by freshly initialised
 layers; the shortcut adds them to the condition, and the transformer learns what the neighbours add.
@@ -29,6 +36,9 @@ from diffpose.models.embeddings import resize_pos_embed
 from diffpose.models.vit import INIT_STD, LN_EPS, Block, init_transformer_weights
 
 
+STRL_QUERIES = ("all", "key")
+
+
 class STRL(nn.Module):
     """Temporal transformer turning ``T`` frames' features into one key-frame condition.
 
@@ -42,8 +52,12 @@ class STRL(nn.Module):
 
     def __init__(self, in_dim: int, num_frames: int, grid_size: tuple[int, int], dim: int = 384, depth: int = 4,
                  num_heads: int = 8, mlp_ratio: float = 4.0, out_dim: int = 256, agg_hidden: int = 512,
-                 key_shortcut: bool = False):
+                 key_shortcut: bool = False, queries: str = "all"):
         super().__init__()
+        if queries not in STRL_QUERIES:
+            raise DiffPoseError(f"unknown STRL queries {queries!r}; choose one of: {', '.join(STRL_QUERIES)}",
+                                field="model.strl.queries")
+        self.queries = queries
         self.num_frames = num_frames
         self.grid_size = (int(grid_size[0]), int(grid_size[1]))
         self.dim = dim
@@ -77,14 +91,23 @@ class STRL(nn.Module):
         x = self.patch_embed(feats.reshape(b * t, d_in, h, w))  # (B*T, D, h, w)
         x = x.reshape(b, t, self.dim, h * w).transpose(2, 3)  # (B, T, h*w, D)
         x = x + self._pos_for(h, w)[None]  # (B, T, h*w, D)
+        key_index = t // 2 if key is None else key
         x = x.reshape(b, t * h * w, self.dim)  # (B, T*h*w, D)
-        for blk in self.blocks:
-            x = blk(x)  # (B, T*h*w, D)
+        if self.queries == "all":
+            for blk in self.blocks:
+                x = blk(x)  # (B, T*h*w, D)
+        else:
+            x = self.blocks[0](x) if len(self.blocks) else x  # (B, T*h*w, D): joint attention once
+            x = x.reshape(b, t, h * w, self.dim)  # (B, T, h*w, D)
+            frames = list(x.unbind(1))  # T x (B, h*w, D)
+            for blk in self.blocks[1:]:
+                frames[key_index] = blk(frames[key_index], torch.cat(frames, dim=1))  # (B, h*w, D)
+            x = torch.stack(frames, dim=1)  # (B, T, h*w, D)
         x = x.reshape(b, t, h * w, self.dim).permute(0, 2, 1, 3)  # (B, h*w, T, D)
         x = x.reshape(b, h * w, t * self.dim)  # (B, h*w, T*D)
         x = self.aggregate(self.norm(x))  # (B, h*w, C)
         cond = x.transpose(1, 2).reshape(b, self.out_dim, h, w)  # (B, C, h, w)
         if self.key_shortcut:
-            key_feats = feats[:, t // 2 if key is None else key]  # (B, D_in, h, w)
+            key_feats = feats[:, key_index]  # (B, D_in, h, w)
             cond = cond + (key_feats if self.key_proj is None else self.key_proj(key_feats))  # (B, C, h, w)
         return cond

@@ -73,10 +73,21 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``x (B, N, D)`` -> ``(B, N, D)``; with ``context (B, M, D)`` the queries come from ``x`` and the keys
+        and values from ``context`` (the same ``qkv`` weights, split), else all three from ``x``."""
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)  # (B, N, 3, nh, hd)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, N, hd)
+        hd = d // self.num_heads
+        if context is None:
+            qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, hd)  # (B, N, 3, nh, hd)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, N, hd)
+        else:
+            w_q, w_kv = self.qkv.weight.split([d, 2 * d])  # (D, D), (2D, D)
+            b_q, b_kv = self.qkv.bias.split([d, 2 * d]) if self.qkv.bias is not None else (None, None)
+            q = F.linear(x, w_q, b_q).reshape(b, n, self.num_heads, hd).transpose(1, 2)  # (B, nh, N, hd)
+            m = context.shape[1]
+            kv = F.linear(context, w_kv, b_kv).reshape(b, m, 2, self.num_heads, hd)  # (B, M, 2, nh, hd)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, nh, M, hd)
         x = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
         x = x.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
         return self.proj(x)  # (B, N, D)
@@ -94,9 +105,10 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, N, D)`` -> ``(B, N, D)``."""
-        x = x + self.drop_path(self.attn(self.norm1(x)))  # (B, N, D)
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, N, D)`` -> ``(B, N, D)``; ``context (B, M, D)``: attend to these tokens instead of ``x`` itself."""
+        h = self.norm1(x)  # (B, N, D)
+        x = x + self.drop_path(self.attn(h, None if context is None else self.norm1(context)))  # (B, N, D)
         return x + self.drop_path(self.mlp(self.norm2(x)))  # (B, N, D)
 
 

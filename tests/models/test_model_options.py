@@ -159,3 +159,52 @@ def test_neighbour_frames_without_gradients_give_the_same_condition():
     f = torch.cat([f[:, :2].detach(), f[:, 2:3], f[:, 3:].detach()], 1)
     full.condition_from_features(f).sum().backward()
     torch.testing.assert_close(full.backbone.last_norm.weight.grad, gb, atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# STRL with key-frame queries (strl.queries="key")
+# ------------------------------------------------------------------------------------------------
+def _strl_pair(depth: int, seed: int = 0):
+    from diffpose.models.strl import STRL
+
+    torch.manual_seed(seed)
+    full = STRL(32, 5, (4, 3), dim=16, depth=depth, num_heads=2, out_dim=8, agg_hidden=16, key_shortcut=True)
+    key = STRL(32, 5, (4, 3), dim=16, depth=depth, num_heads=2, out_dim=8, agg_hidden=16, key_shortcut=True,
+               queries="key")
+    key.load_state_dict(full.state_dict())
+    return full.eval(), key.eval()
+
+
+def test_attention_with_itself_as_context_is_self_attention():
+    from diffpose.models.vit import Block
+
+    torch.manual_seed(0)
+    blk = Block(16, 2).eval()
+    x = torch.randn(2, 7, 16)
+    torch.testing.assert_close(blk(x, x), blk(x), atol=1e-6, rtol=1e-6)
+
+
+def test_key_queries_equal_joint_attention_for_one_layer_or_identity_later_layers():
+    x = torch.randn(2, 5, 32, 4, 3, generator=torch.Generator().manual_seed(1))
+    full, key = _strl_pair(depth=1)
+    torch.testing.assert_close(key(x), full(x), atol=0, rtol=0)  # layer 1 is joint in both
+    full, key = _strl_pair(depth=3)
+    with torch.no_grad():
+        for net in (full, key):  # later layers become identities: both aggregate the layer-1 tokens
+            for blk in net.blocks[1:]:
+                for lin in (blk.attn.proj, blk.mlp.fc2):
+                    lin.weight.zero_()
+                    lin.bias.zero_()
+    torch.testing.assert_close(key(x), full(x), atol=1e-6, rtol=1e-6)
+
+
+def test_key_queries_still_read_the_neighbours_and_differ_from_joint_attention():
+    full, key = _strl_pair(depth=2, seed=3)
+    with torch.no_grad():  # weights large enough that layer 2 matters
+        for p in [*full.blocks.parameters(), *key.blocks.parameters()]:
+            p.mul_(20)
+    x = torch.randn(2, 5, 32, 4, 3, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    out = key(x)
+    assert not torch.allclose(out, full(x), atol=1e-3)
+    out.sum().backward()
+    assert x.grad[:, [0, 1, 3, 4]].abs().sum() > 0  # neighbours reach the condition through attention
