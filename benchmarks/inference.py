@@ -29,6 +29,7 @@ background load slows all of them alike. Timings use ``--threads`` threads (defa
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -123,11 +124,14 @@ def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: l
     shifted = np.array([mat] * (batch * (t_frames - 1)))
     moved = shifted.copy()
     moved[:, :, 2] += 3.0  # another crop, 3 px away
+    key_strl = copy.deepcopy(net.strl)  # the same weights with key-frame queries (strl.queries="key")
+    key_strl.queries = "key"
     cases: dict[str, Callable[[], object]] = {
         "crop": lambda: [pred.crop_frame(image, mat) for _ in range(batch)],
         "backbone": lambda: net.backbone_features(frames),
         "head": lambda: pred.codec.decode(base.keypoint_head(feats).float()),
         "strl": lambda: net.condition_from_features(clip_feats),
+        "strl key queries": lambda: key_strl(clip_feats),
         "warp": lambda: warp_features(feats.repeat(t_frames - 1, 1, 1, 1), shifted, moved, geometry),
     }
     for s in steps:
@@ -142,6 +146,7 @@ def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: l
             sample = ms[f"sample S{s} K{k}"]
             out[f"exact S{s} K{k}"] = t_frames * (ms["crop"] + ms["backbone"]) + ms["strl"] + sample
             out[f"reuse S{s} K{k}"] = ms["crop"] + ms["backbone"] + ms["warp"] + ms["strl"] + sample
+            out[f"reuse S{s} K{k} key-STRL"] = out[f"reuse S{s} K{k}"] - ms["strl"] + ms["strl key queries"]
     return out
 
 
@@ -277,7 +282,7 @@ def main() -> None:
     parts = components(est, base_est, batch, args.steps, args.ensemble, args.rounds)
     results["model_only_ms"] = parts
     print("model-only parts (ms per crop or clip): " + ", ".join(
-        f"{k} {parts[k]:.2f}" for k in ("crop", "backbone", "head", "strl", "warp")))
+        f"{k} {parts[k]:.2f}" for k in ("crop", "backbone", "head", "strl", "strl key queries", "warp")))
 
     e2e, ap = None, None
     if args.data and args.preset == "tiny":
@@ -304,6 +309,9 @@ def main() -> None:
     print()
     print(f"reuse S1 K1 / baseline: {src['reuse S1 K1'] / src['baseline']:.2f}x (target <= 1.3); "
           f"exact S1 K1 / baseline: {src['exact S1 K1'] / src['baseline']:.2f}x")
+    print(f"model only, reuse S1 K1 / baseline: {parts['reuse S1 K1'] / parts['baseline']:.2f}x with the joint STRL "
+          f"(strl.queries=all), {parts['reuse S1 K1 key-STRL'] / parts['baseline']:.2f}x with key-frame queries "
+          f"(strl.queries=key)")
     k_max = max(args.ensemble)
     for s in args.steps:
         print(f"reuse S{s}: K={k_max} / K=1 = {src[f'reuse S{s} K{k_max}'] / src[f'reuse S{s} K1']:.2f}x "
