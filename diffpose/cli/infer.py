@@ -111,8 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="crop every frame of every clip with its key box (5 backbone passes per person-frame)")
     model.add_argument("--reuse-iou", type=float, default=0.5, help="a neighbour frame's crop is reused when its "
                        "region overlaps the key crop's with IoU >= this (default 0.5); otherwise it is cropped anew")
-    model.add_argument("--threads", type=int, help="CPU threads for PyTorch / onnxruntime (default: theirs, one per core, the fastest on "
-                       "a quiet machine; on a shared or busy machine --threads 1 is faster, see docs/speed.md)")
+    model.add_argument("--threads", type=int, help="CPU threads for PyTorch / onnxruntime (default: theirs, one per "
+                       "core, the fastest on a quiet machine; on a shared or busy machine --threads 1 is faster, see "
+                       "docs/speed.md)")
     model.add_argument("--max-age", type=int, default=30, help="frames before a lost track is retired (default 30)")
     out = p.add_argument_group("outputs")
     out.add_argument("--json", type=Path, metavar="OUT.json", help="PoseTrack18 JSON with track ids")

@@ -35,7 +35,6 @@ from diffpose.errors import DiffPoseError
 from diffpose.models.embeddings import resize_pos_embed
 from diffpose.models.vit import INIT_STD, LN_EPS, Block, init_transformer_weights
 
-
 STRL_QUERIES = ("all", "key")
 
 

@@ -39,7 +39,8 @@ BAD = [
     ("model.decoder.fusion=sum", "model.decoder.fusion: 'sum' is not one of lmsfi, concat"),
     ("model.backbone.stem=resnet", "model.backbone.stem: 'resnet' is not one of patch, conv"),
     ("sampling.combine=max", "sampling.combine: 'max' is not one of mean, median"),
-    ("model.decoder.predicts=signal", "self_condition: true needs model.decoder.predicts=heatmap"),  # tiny self-conditions
+    # the tiny preset self-conditions, so output in signal space conflicts
+    ("model.decoder.predicts=signal", "self_condition: true needs model.decoder.predicts=heatmap"),
     ("model.heatmap_size=[0, 24]", "model.heatmap_size: 0 is out of range, expected >= 1"),
     ("model.sigma=0", "model.sigma: 0.0 is out of range, expected > 0"),
     ("diffusion.train_pure_noise=1.5", "diffusion.train_pure_noise: 1.5 is out of range, expected in [0, 1]"),

@@ -19,7 +19,7 @@ PACKAGE = Path(diffpose.__file__).resolve().parent
 # not a higher layer, and not a sibling package of its own layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("diffpose", "diffpose.errors", "diffpose.keypoints"),
-    ("diffpose.io_utils",),
+    ("diffpose.io_utils", "diffpose.config_ranges"),
     ("diffpose.config",),
     ("diffpose.checkpoint", "diffpose.codec"),
     ("diffpose.data",),
@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("diffpose.__main__",),
 )
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}
-TORCH_FREE = ("diffpose.evaluation", "diffpose.synth", "diffpose.keypoints", "diffpose.config", "diffpose.errors")
+TORCH_FREE = ("diffpose.evaluation", "diffpose.synth", "diffpose.keypoints", "diffpose.config",
+              "diffpose.config_ranges", "diffpose.errors")
 
 
 def module_name(path: Path) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from pathlib import Path
 
 import cv2
@@ -26,19 +25,9 @@ from diffpose.data.images import read_rgb
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.inference.render import letterbox
 from diffpose.models import build_backbone
-from tests.helpers import ASSETS, CodePayload, digest, refused, run
+from tests.helpers import ASSETS, CodePayload, digest, refused, run, val_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def data(synth_small, tmp_path) -> Path:
-    """A private copy of the small SynthTrack set, free to damage."""
-    return Path(shutil.copytree(synth_small, tmp_path / "st"))
-
-
-def val_json(root: Path) -> Path:
-    return sorted((root / "annotations" / "val").glob("*.json"))[0]
 
 
 def bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:

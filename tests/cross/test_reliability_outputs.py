@@ -16,19 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ASSETS, digest, refused, run
+from tests.helpers import ASSETS, digest, refused, run, val_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CKPT = ASSETS / "tiny_baseline.pt"
-
-
-@pytest.fixture
-def data(synth_small, tmp_path) -> Path:
-    return Path(shutil.copytree(synth_small, tmp_path / "st"))
-
-
-def val_json(root: Path) -> Path:
-    return sorted((root / "annotations" / "val").glob("*.json"))[0]
 
 
 def infer(capsys, root: Path, *out: object):

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from diffpose.cli import main as cli_main
 from diffpose.config import load_config
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
-from diffpose.estimators import load_estimator
 from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, StreamingPipeline, open_source
 from diffpose.inference.feature_cache import FeatureCache
 from diffpose.inference.feature_warp import TokenGeometry, crop_region, region_iou, warp_features
