@@ -15,7 +15,13 @@ One run, on the same frames and boxes, prints:
    baseline = crop + backbone + head; exact = T (crop + backbone) + STRL + sampling;
    reuse = crop + backbone + warp + STRL + sampling. ``--preset paper`` builds random-weight models of the
    paper's size and reports only this part (timing only).
-4. **AP** (with ``--data``, a SynthTrack root): Total AP (and AP on occluded joints) of every configuration on
+4. **Designs**, old and new side by side (model only, random weights: timing only): the paper's design (joint
+   STRL, full decoder step), the key-query STRL, and the cross-attention STRL with pooled neighbours
+   (``strl.queries=cross``, ``strl.neighbour_pool=2``) with the full and with the light decoder step
+   (``decoder.step=light``), each on the preset's sizes, composed with the same crop, backbone, warp and
+   baseline timings: reuse S=1 K=1 per person-frame, its ratio to the baseline, K = max / K = 1 at S = 1, and
+   the GFLOPs of STRL and one step.
+5. **AP** (with ``--data``, a SynthTrack root): Total AP (and AP on occluded joints) of every configuration on
    the split, next to its time (see ``benchmarks/inference_ap.py``), and, for S = 1, K = 1, the AP of the
    real streaming pipeline run over every frame of every val video.
 
@@ -29,7 +35,6 @@ background load slows all of them alike. Timings use ``--threads`` threads (defa
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -105,6 +110,81 @@ def roofline(net: torch.nn.Module, cfg: object, batch: int, rounds: int) -> dict
             "backbone_ms_per_crop": 1000 * t["backbone"] / batch}
 
 
+DESIGNS = {  # name -> overrides on the preset / checkpoint config
+    "paper design: joint STRL, full step": ["model.strl.queries=all", "model.strl.neighbour_pool=1",
+                                            "model.decoder.step=full"],
+    "key-query STRL, full step": ["model.strl.queries=key", "model.strl.neighbour_pool=1", "model.decoder.step=full"],
+    "cross STRL (pool 2), full step": ["model.strl.queries=cross", "model.strl.neighbour_pool=2",
+                                       "model.decoder.step=full"],
+    "cross STRL (pool 2), light step": ["model.strl.queries=cross", "model.strl.neighbour_pool=2",
+                                        "model.decoder.step=light"],
+}
+
+
+def designs(est: PoseEstimator, base_est: PoseEstimator, batch: int, k_max: int, rounds: int
+            ) -> dict[str, dict[str, float]]:
+    """Model-only ms per person-frame of every design in :data:`DESIGNS` (random weights), timed in the same
+    rounds as the baseline's parts."""
+    from diffpose.config import merge_dict, parse_override
+
+    pred = Predictor(est, "cpu")
+    t_frames = len(pred.offsets)
+    h, w = est.cfg.model.backbone.image_size
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(288, 384, 3, generator=g) * 255).to(torch.uint8).numpy()
+    mat = pred.crop_matrix(np.array([150.0, 40.0, 80.0, 200.0]))
+    frames = torch.randn(batch, 3, h, w, generator=g)
+    geometry = TokenGeometry.from_model_config(est.cfg.model)
+    net, base = est.net, base_est.net
+    with torch.inference_mode():
+        feats = net.backbone_features(frames)  # (B, D, h, w)
+    clip_feats = feats[:, None].expand(-1, t_frames, -1, -1, -1).contiguous()  # (B, T, D, h, w)
+    shifted = np.array([mat] * (batch * (t_frames - 1)))
+    moved = shifted.copy()
+    moved[:, :, 2] += 3.0
+    cases: dict[str, Callable[[], object]] = {
+        "crop": lambda: [pred.crop_frame(image, mat) for _ in range(batch)],
+        "backbone": lambda: net.backbone_features(frames),
+        "head": lambda: pred.codec.decode(base.keypoint_head(feats).float()),
+        "warp": lambda: warp_features(feats.repeat(t_frames - 1, 1, 1, 1), shifted, moved, geometry),
+    }
+    flops = {}
+    for name, overrides in DESIGNS.items():
+        cfg = est.cfg
+        for text in overrides:
+            cfg = merge_dict(cfg, parse_override(text))  # a copy with the override applied
+        torch.manual_seed(0)
+        variant = build_estimator(cfg, load_weights=False).eval()
+        with torch.inference_mode():
+            cond = variant.net.condition_from_features(clip_feats)  # (B, C, h, w)
+        cases[f"{name}|strl"] = lambda v=variant: v.net.condition_from_features(clip_feats)
+        for k in sorted({1, k_max}):
+            cases[f"{name}|K{k}"] = (lambda v=variant, c=cond, k=k: v.predict_condition(
+                c, SamplingConfig(steps=1, ensemble=k), g))
+        flops[name] = model_complexity(cfg.model).gflops
+    ms = {n: 1000 * sec / batch for n, sec in best_of(cases, rounds).items()}
+    baseline = ms["crop"] + ms["backbone"] + ms["head"]
+    out = {}
+    for name in DESIGNS:
+        shared = ms["crop"] + ms["backbone"] + ms["warp"] + ms[f"{name}|strl"]
+        out[name] = {"strl_ms": ms[f"{name}|strl"], "sample_k1_ms": ms[f"{name}|K1"],
+                     "reuse_k1_ms": shared + ms[f"{name}|K1"], "reuse_kmax_ms": shared + ms[f"{name}|K{k_max}"],
+                     "baseline_ms": baseline, "strl_gflops": flops[name]["strl_per_clip"],
+                     "step_gflops": flops[name]["decoder_per_step"]}
+    return out
+
+
+def print_designs(rows: dict[str, dict[str, float]], k_max: int) -> None:
+    print(f"{'design (model only, S = 1)':<38}{'STRL':>7}{'sample':>8}{'reuse K1':>10}{'x base':>8}"
+          f"{f'K{k_max}/K1':>8}{'GFLOPs STRL':>13}{'step':>7}")
+    for name, r in rows.items():
+        print(f"{name:<38}{r['strl_ms']:7.2f}{r['sample_k1_ms']:8.2f}{r['reuse_k1_ms']:10.2f}"
+              f"{r['reuse_k1_ms'] / r['baseline_ms']:7.2f}x{r['reuse_kmax_ms'] / r['reuse_k1_ms']:7.2f}x"
+              f"{r['strl_gflops']:13.3f}{r['step_gflops']:7.3f}")
+    print(f"(ms per person-frame; baseline {next(iter(rows.values()))['baseline_ms']:.2f} ms; targets: "
+          f"x base <= 1.3, K{k_max}/K1 <= 1.5)")
+
+
 def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: list[int], ensemble: list[int],
                rounds: int) -> dict[str, float]:
     """Milliseconds per crop / clip of every part, and the composed ms per person-frame of every path."""
@@ -124,14 +204,11 @@ def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: l
     shifted = np.array([mat] * (batch * (t_frames - 1)))
     moved = shifted.copy()
     moved[:, :, 2] += 3.0  # another crop, 3 px away
-    key_strl = copy.deepcopy(net.strl)  # the same weights with key-frame queries (strl.queries="key")
-    key_strl.queries = "key"
     cases: dict[str, Callable[[], object]] = {
         "crop": lambda: [pred.crop_frame(image, mat) for _ in range(batch)],
         "backbone": lambda: net.backbone_features(frames),
         "head": lambda: pred.codec.decode(base.keypoint_head(feats).float()),
         "strl": lambda: net.condition_from_features(clip_feats),
-        "strl key queries": lambda: key_strl(clip_feats),
         "warp": lambda: warp_features(feats.repeat(t_frames - 1, 1, 1, 1), shifted, moved, geometry),
     }
     for s in steps:
@@ -146,7 +223,6 @@ def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: l
             sample = ms[f"sample S{s} K{k}"]
             out[f"exact S{s} K{k}"] = t_frames * (ms["crop"] + ms["backbone"]) + ms["strl"] + sample
             out[f"reuse S{s} K{k}"] = ms["crop"] + ms["backbone"] + ms["warp"] + ms["strl"] + sample
-            out[f"reuse S{s} K{k} key-STRL"] = out[f"reuse S{s} K{k}"] - ms["strl"] + ms["strl key queries"]
     return out
 
 
@@ -282,7 +358,10 @@ def main() -> None:
     parts = components(est, base_est, batch, args.steps, args.ensemble, args.rounds)
     results["model_only_ms"] = parts
     print("model-only parts (ms per crop or clip): " + ", ".join(
-        f"{k} {parts[k]:.2f}" for k in ("crop", "backbone", "head", "strl", "strl key queries", "warp")))
+        f"{k} {parts[k]:.2f}" for k in ("crop", "backbone", "head", "strl", "warp")))
+    rows = designs(est, base_est, batch, max(args.ensemble), args.rounds)
+    results["designs_model_only"] = rows
+    print_designs(rows, max(args.ensemble))
 
     e2e, ap = None, None
     if args.data and args.preset == "tiny":
@@ -309,9 +388,6 @@ def main() -> None:
     print()
     print(f"reuse S1 K1 / baseline: {src['reuse S1 K1'] / src['baseline']:.2f}x (target <= 1.3); "
           f"exact S1 K1 / baseline: {src['exact S1 K1'] / src['baseline']:.2f}x")
-    print(f"model only, reuse S1 K1 / baseline: {parts['reuse S1 K1'] / parts['baseline']:.2f}x with the joint STRL "
-          f"(strl.queries=all), {parts['reuse S1 K1 key-STRL'] / parts['baseline']:.2f}x with key-frame queries "
-          f"(strl.queries=key)")
     k_max = max(args.ensemble)
     for s in args.steps:
         print(f"reuse S{s}: K={k_max} / K=1 = {src[f'reuse S{s} K{k_max}'] / src[f'reuse S{s} K1']:.2f}x "

@@ -14,7 +14,9 @@ never a sibling of its own layer, never inside a function (``tests/cross/test_la
   PoseTrack AP (neither reaches torch)
 * ``diffpose.data``         typed records, PoseTrack/COCO readers and writers, clip dataset, crops
 * ``diffpose.checkpoint``, ``diffpose.codec``  checkpoint files and devices; keypoints <-> heatmaps
-* ``diffpose.config``       typed configuration  |  ``diffpose.io_utils``  atomic writes
+* ``diffpose.config``       typed configuration and presets
+* ``diffpose.config_dicts`` strict dict <-> dataclass conversion and overrides
+* ``diffpose.config_ranges``, ``diffpose.io_utils``  value ranges and their checks; atomic writes
 * ``diffpose.keypoints``, ``diffpose.errors``  conventions and the one-line error type
 
 Symbol legend used in shape comments: ``B`` batch, ``T`` frames, ``J`` joints, ``C`` channels,

@@ -112,6 +112,7 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     b, k = cond.shape[0], hypotheses
     pyramid = net.prepare(cond).expand(k)  # B*K rows
     shape = (b * k, net.num_joints, *net.heatmap_size)
+    last: list[torch.Tensor] = []  # the network's latest output, when it predicts heatmaps
 
     def denoise_fn(x_t: torch.Tensor, t: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         if self_condition:
@@ -119,11 +120,16 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
             out = net.denoise(x_t, t, pyramid, heat_prev)  # (B*K, J, H, W)
         else:
             out = net.denoise(x_t, t, pyramid)  # (B*K, J, H, W)
-        return diffusion.signal.encode(out) if predicts == "heatmap" else out  # signal space
+        if predicts != "heatmap":
+            return out  # signal space
+        last[:] = [out]
+        return diffusion.signal.encode(out)  # signal space
 
     x0 = ddim_sample(denoise_fn, shape, diffusion, steps, eta, generator, cond.device, cond.dtype,
                      self_condition=self_condition)  # (B*K, J, H, W)
-    heatmaps = diffusion.signal.decode(x0, clamp=True)  # (B*K, J, H, W) in [0, 1]
+    # The last step returns the clamped prediction: decoded, that is the network's heatmap clamped to [0, 1]
+    # (the same values up to float rounding, without the round trip through the signal space).
+    heatmaps = last[0].clamp(0, 1) if last else diffusion.signal.decode(x0, clamp=True)  # (B*K, J, H, W) in [0, 1]
     hyp = heatmaps.reshape(b, k, *heatmaps.shape[1:])  # (B, K, J, H, W)
     return combine_hypotheses(hyp, codec, combine)
 

@@ -39,7 +39,7 @@ class DDIMStepOutput:
 
     prev_sample: torch.Tensor  # x_{t'} (equal to pred_x0 on the last step)
     pred_x0: torch.Tensor  # clamped x0 prediction
-    pred_noise: torch.Tensor  # eps implied by x_t and pred_x0
+    pred_noise: torch.Tensor | None  # eps implied by x_t and pred_x0 (None on the last step, where nothing uses it)
 
 
 def ddim_step(diffusion: HeatmapDiffusion, x_t: torch.Tensor, x0_pred: torch.Tensor, t: int, t_next: int,
@@ -63,12 +63,12 @@ def ddim_step(diffusion: HeatmapDiffusion, x_t: torch.Tensor, x0_pred: torch.Ten
     #   z          -> fresh N(0, I) noise
     # 1. clamp the prediction to the signal range
     x0 = diffusion.signal.clamp(x0_pred)
-    # 2. the noise that x_t and x0 imply: x_t = sqrt(abar) x0 + sqrt(1 - abar) eps
+    # 2. the last step returns the prediction itself (the noise is not needed: not computed)
+    if t_next < 0:
+        return DDIMStepOutput(prev_sample=x0, pred_x0=x0, pred_noise=None)
+    # 3. the noise that x_t and x0 imply: x_t = sqrt(abar) x0 + sqrt(1 - abar) eps
     abar = float(diffusion.schedule.alpha_bar(t))
     eps = (x_t / math.sqrt(abar) - x0) / math.sqrt(1.0 / abar - 1.0)
-    # 3. the last step returns the prediction itself
-    if t_next < 0:
-        return DDIMStepOutput(prev_sample=x0, pred_x0=x0, pred_noise=eps)
     # 4. variance and direction weights
     abar_next = float(diffusion.schedule.alpha_bar(t_next))
     sigma = eta * math.sqrt((1 - abar / abar_next) * (1 - abar_next) / (1 - abar))

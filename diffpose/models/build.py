@@ -48,7 +48,8 @@ def build_strl(cfg: ModelConfig, grid: tuple[int, int]) -> STRL:
     s = cfg.strl
     return STRL(in_dim=cfg.backbone.embed_dim, num_frames=cfg.num_frames, grid_size=grid, dim=s.dim, depth=s.depth,
                 num_heads=s.num_heads, mlp_ratio=s.mlp_ratio, out_dim=s.out_dim, agg_hidden=s.agg_hidden,
-                key_shortcut=s.key_shortcut, queries=s.queries)
+                key_shortcut=s.key_shortcut, queries=s.queries,
+                neighbour_pool=s.neighbour_pool)
 
 
 def build_decoder(cfg: ModelConfig) -> PoseDecoder:
@@ -58,7 +59,7 @@ def build_decoder(cfg: ModelConfig) -> PoseDecoder:
                        widths=tuple(d.widths), seref_dim=d.seref_dim, seref_depth=d.seref_depth,
                        fuse_depth=d.fuse_depth, num_heads=d.num_heads, mlp_ratio=d.mlp_ratio,
                        conv_depth=d.conv_depth, time_dim=d.time_dim, predicts=d.predicts, fusion=d.fusion,
-                       heat_path=d.heat_path, self_condition=d.self_condition)
+                       heat_path=d.heat_path, self_condition=d.self_condition, step=d.step)
 
 
 def build_head(cfg: ModelConfig, in_dim: int | None = None) -> ViTPoseHead:

@@ -32,6 +32,15 @@ concat formulation exactly; numerically it agrees to float rounding (tested).
 * ``fusion="concat"`` (the ablation "DiffPose without LMSFI"): no mask; each scale fuses
   ``concat(F_j, P_j xref_j)`` -- the condition and a projection of the heatmap features side by side -- with the
   same Fuse layers.
+
+**The light step** (``decoder.step="light"``, a choice of ours for speed): everything above runs once per
+hypothesis and step, so at the upper scales its full-resolution 3x3 convolutions and the per-scale Up stacks
+are most of a step's cost. The light scales keep the lookup (mask from ``x_t``, ``A_j * F_j``, Fuse) and change
+three things: the first Fuse layer is a 1x1 convolution at every scale, so it commutes with the mask and both
+of its halves are per clip (``W (A * F_j) = A * (W F_j)``, as at scale 1), leaving one broadcast multiply-add
+per hypothesis; SeRef and later Fuse units are depthwise-separable (depthwise 3x3, then 1x1); and a scale's
+output stays at its own resolution and width, the decoder merging the scales top-down with one deconvolution
+per scale instead of one Up stack per scale (:class:`~diffpose.models.pose_decoder.PoseDecoder`).
 """
 
 from __future__ import annotations
@@ -54,19 +63,40 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(channels, GN_GROUPS), channels)
 
 
-def conv_unit(in_ch: int, out_ch: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
-    """3x3 conv (stride 1 or 2) -> GroupNorm -> ReLU (optional)."""
-    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), group_norm(out_ch)]
+def conv_unit(in_ch: int, out_ch: int, stride: int = 1, relu: bool = True, kernel: int = 3) -> nn.Sequential:
+    """``kernel`` x ``kernel`` conv (3 or 1; stride 1 or 2) -> GroupNorm -> ReLU (optional)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False),
+                               group_norm(out_ch)]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
-def conv_branch(in_ch: int, out_ch: int, depth: int, final_relu: bool = True) -> nn.Sequential:
-    """``depth`` conv units, the first mapping ``in_ch -> out_ch``; the last one without ReLU if not ``final_relu``."""
+def separable_unit(in_ch: int, out_ch: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
+    """Depthwise 3x3 conv (stride 1 or 2) -> 1x1 conv -> GroupNorm -> ReLU (optional): a 3x3 unit's reach at
+    about ``1/9 + 1/out_ch`` of its multiply-adds."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, in_ch, 3, stride=stride, padding=1, groups=in_ch, bias=False),
+                               nn.Conv2d(in_ch, out_ch, 1, bias=False), group_norm(out_ch)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def conv_branch(in_ch: int, out_ch: int, depth: int, final_relu: bool = True, light: bool = False,
+                first_kernel: int = 3) -> nn.Sequential:
+    """``depth`` conv units, the first mapping ``in_ch -> out_ch``; the last one without ReLU if not ``final_relu``.
+
+    ``light``: the units are :func:`separable_unit`, except a first unit with ``first_kernel=1`` (a plain 1x1).
+    """
     n = max(depth, 1)
-    return nn.Sequential(*[conv_unit(in_ch if i == 0 else out_ch, out_ch, relu=final_relu or i < n - 1)
-                           for i in range(n)])
+    units = []
+    for i in range(n):
+        cin, relu = in_ch if i == 0 else out_ch, final_relu or i < n - 1
+        if i == 0 and first_kernel == 1:
+            units.append(conv_unit(cin, out_ch, relu=relu, kernel=1))
+        else:
+            units.append(separable_unit(cin, out_ch, relu=relu) if light else conv_unit(cin, out_ch, relu=relu))
+    return nn.Sequential(*units)
 
 
 def deconv_unit(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -147,17 +177,18 @@ class TransformerScale(nn.Module):
         heat_dim: width ``c`` of the heatmap features; cond_dim: width ``C_1`` of ``F_1``.
         seref_dim, seref_depth: SeRef transformer; fuse_depth: Trans transformer (width ``C_1``).
         up_widths: widths of the Up stack, starting at ``C_1`` (one x2 deconv per step).
+        light: the light step (module docstring): no Up stack, the output stays ``(C_1, h, w)``.
     """
 
     def __init__(self, heat_dim: int, cond_dim: int, seref_dim: int, seref_depth: int, fuse_depth: int,
                  num_heads: int, mlp_ratio: float, up_widths: list[int], fusion: str = "lmsfi",
-                 heat_path: bool = False):
+                 heat_path: bool = False, light: bool = False):
         super().__init__()
         self.fusion = fusion
         self.seref = TokenTransformer(heat_dim, seref_dim, seref_depth, num_heads, mlp_ratio)
         self.fuse = TokenTransformer(2 * cond_dim, cond_dim, fuse_depth, num_heads, mlp_ratio)
         self.heat_proj = nn.Conv2d(seref_dim, cond_dim, 1) if heat_path or fusion == "concat" else None
-        self.up = up_stack(up_widths)
+        self.up = nn.Identity() if light else up_stack(up_widths)
 
     def prepare(self, cond: torch.Tensor) -> Terms:
         """``cond F_1 (B, C_1, h, w)`` -> the Trans projection of ``F_1`` as the masked and the plain input.
@@ -169,7 +200,7 @@ class TransformerScale(nn.Module):
 
     def forward(self, heat: torch.Tensor, terms: Terms) -> tuple[torch.Tensor, torch.Tensor]:
         """``heat (B*K, c, h, w)``, ``terms`` from :meth:`prepare` (batch ``B``) -> ``(out (B*K, C_out, H, W),
-        mask (B*K, 1, h, w))``."""
+        mask (B*K, 1, h, w))``; light: ``out (B*K, C_1, h, w)``."""
         masked_proj, plain_proj = terms
         refined = self.seref(heat)  # (B*K, D_s, h, w)
         if self.fusion == "concat":  # concat(F_1, P xref) through the projection: its halves, no mask
@@ -191,31 +222,42 @@ class ConvScale(nn.Module):
     Args:
         heat_dim: width ``c`` of the heatmap features; cond_dim: width ``C_j`` of ``F_j``.
         conv_depth: conv units per branch; up_widths: Up stack widths starting at ``C_j``.
+        light: the light step (module docstring): 1x1 first Fuse layer, separable units, no Up stack (the output
+            stays ``(C_j, H_j, W_j)``).
     """
 
     def __init__(self, heat_dim: int, cond_dim: int, conv_depth: int, up_widths: list[int], fusion: str = "lmsfi",
-                 heat_path: bool = False):
+                 heat_path: bool = False, light: bool = False):
         super().__init__()
         self.fusion = fusion
+        self.light = light
         # No ReLU at the end of SeRef: the channel max must be free to go negative (mask below 0.5).
-        self.seref = conv_branch(heat_dim, heat_dim, conv_depth, final_relu=False)
-        self.fuse = conv_branch(2 * cond_dim, cond_dim, conv_depth)
+        self.seref = conv_branch(heat_dim, heat_dim, conv_depth, final_relu=False, light=light)
+        self.fuse = conv_branch(2 * cond_dim, cond_dim, conv_depth, light=light, first_kernel=1 if light else 3)
         self.heat_proj = nn.Conv2d(heat_dim, cond_dim, 1) if heat_path or fusion == "concat" else None
-        self.up = up_stack(up_widths)
+        self.up = nn.Identity() if light else up_stack(up_widths)
 
     def prepare(self, cond: torch.Tensor) -> Terms:
-        """``cond F_j (B, C_j, H_j, W_j)`` -> ``(F_j, plain)``: ``plain`` is the first Fuse conv's ``F_j`` half."""
-        return cond, split_conv(self.fuse[0][0], cond, 1)  # (B, C_j, H_j, W_j) x 2
+        """``cond F_j (B, C_j, H_j, W_j)`` -> ``(F_j, plain)``: ``plain`` is the first Fuse conv's ``F_j`` half.
+
+        Light (1x1 first Fuse conv, which commutes with the mask): ``(W_a F_j, plain)``, the masked half too.
+        """
+        first = self.fuse[0][0]
+        masked = split_conv(first, cond, 0) if self.light else cond  # (B, C_j, H_j, W_j)
+        return masked, split_conv(first, cond, 1)  # (B, C_j, H_j, W_j) x 2
 
     def forward(self, heat: torch.Tensor, terms: Terms) -> tuple[torch.Tensor, torch.Tensor]:
         """``heat (B*K, c, H_j, W_j)``, ``terms`` from :meth:`prepare` (batch ``B``) -> ``(out (B*K, C_out, H, W),
-        mask (B*K, 1, H_j, W_j))``."""
+        mask (B*K, 1, H_j, W_j))``; light: ``out (B*K, C_j, H_j, W_j)``."""
         cond, plain = terms
         refined = self.seref(heat)  # (B*K, c, H_j, W_j)
         first = self.fuse[0]  # conv, GroupNorm, ReLU on concat(A * F_j, F_j) (or concat(P xref, F_j))
         if self.fusion == "concat":
             mask = torch.ones_like(refined[:, :1])  # (B*K, 1, H_j, W_j)
             x = add_per_clip(split_conv(first[0], self.heat_proj(refined), 0), plain)  # (B*K, C_j, H_j, W_j)
+        elif self.light:  # cond is W_a F_j already: A * (W_a F_j) + W_b F_j, no convolution per hypothesis
+            mask = lookup_mask(refined)  # (B*K, 1, H_j, W_j)
+            x = add_per_clip(masked_condition(mask, cond), plain)  # (B*K, C_j, H_j, W_j)
         else:
             mask = lookup_mask(refined)  # (B*K, 1, H_j, W_j)
             x = add_per_clip(split_conv(first[0], masked_condition(mask, cond), 0), plain)  # (B*K, C_j, H_j, W_j)

@@ -19,7 +19,12 @@ jointly over all ``T*h*w`` tokens; the later layers update the key frame's ``h*w
 to the current key tokens and the neighbours' tokens as the first layer left them. The condition is for the
 key frame, so the neighbours' tokens need no further updates; attention then costs ``h*w x T*h*w`` instead of
 ``(T*h*w)^2`` per later layer, and the MLPs run on ``h*w`` tokens instead of ``T*h*w``. The aggregation
-concatenates the same ``T`` tokens per cell (the neighbours' from the first layer).
+concatenates the same ``T`` tokens per cell (the neighbours' from the first layer). ``"cross"`` has no joint
+layer at all: every layer updates the key frame's tokens only, attending to them and to the neighbours'
+embedded tokens, so no layer costs ``(T*h*w)^2``. ``neighbour_pool = k > 1`` (with ``"key"``/``"cross"``)
+average-pools each neighbour's token grid ``k x k`` before it serves as keys and values: the key frame keeps
+its full grid, attention costs ``h*w x (h*w + (T-1)*h*w/k^2)``, and the aggregation still reads every cell's
+unpooled tokens.
 
 ``key_shortcut`` (a choice of ours, off in the ``paper`` preset): nothing in the paper's STRL passes the key
 frame's features straight through, so a good single-frame backbone is first scrambled by freshly initialised
@@ -35,7 +40,7 @@ from diffpose.errors import DiffPoseError
 from diffpose.models.embeddings import resize_pos_embed
 from diffpose.models.vit import INIT_STD, LN_EPS, Block, init_transformer_weights
 
-STRL_QUERIES = ("all", "key")
+STRL_QUERIES = ("all", "key", "cross")
 
 
 class STRL(nn.Module):
@@ -47,16 +52,20 @@ class STRL(nn.Module):
         grid_size: token grid ``(h, w)`` the position table is laid out for.
         dim: token width ``D``; depth: layers ``L``; num_heads; mlp_ratio: transformer sizes.
         out_dim: condition width ``C``; agg_hidden: hidden width of the aggregation MLP.
+        key_shortcut, queries, neighbour_pool: see the module docstring.
     """
 
     def __init__(self, in_dim: int, num_frames: int, grid_size: tuple[int, int], dim: int = 384, depth: int = 4,
                  num_heads: int = 8, mlp_ratio: float = 4.0, out_dim: int = 256, agg_hidden: int = 512,
-                 key_shortcut: bool = False, queries: str = "all"):
+                 key_shortcut: bool = False, queries: str = "all", neighbour_pool: int = 1):
         super().__init__()
         if queries not in STRL_QUERIES:
             raise DiffPoseError(f"unknown STRL queries {queries!r}; choose one of: {', '.join(STRL_QUERIES)}",
                                 field="model.strl.queries")
+        if neighbour_pool < 1:
+            raise DiffPoseError(f"neighbour_pool must be >= 1, got {neighbour_pool}", field="model.strl.neighbour_pool")
         self.queries = queries
+        self.neighbour_pool = int(neighbour_pool)
         self.num_frames = num_frames
         self.grid_size = (int(grid_size[0]), int(grid_size[1]))
         self.dim = dim
@@ -81,6 +90,15 @@ class STRL(nn.Module):
         per_frame = [resize_pos_embed(p[None], self.grid_size, (h, w), num_extra=0) for p in self.pos_embed]
         return torch.cat(per_frame, dim=0)  # (T, h*w, D)
 
+    def _pool(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """A neighbour's ``(B, h*w, D)`` tokens average-pooled ``k x k`` -> ``(B, ceil(h/k)*ceil(w/k), D)``."""
+        k = self.neighbour_pool
+        if k == 1:
+            return tokens
+        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], self.dim, h, w)  # (B, D, h, w)
+        grid = nn.functional.avg_pool2d(grid, k, ceil_mode=True, count_include_pad=False)  # (B, D, h', w')
+        return grid.flatten(2).transpose(1, 2)  # (B, h'*w', D)
+
     def forward(self, feats: torch.Tensor, key: int | None = None) -> torch.Tensor:
         """``feats (B, T, D_in, h, w)`` -> condition ``(B, C, h, w)``; ``key``: the key frame's index (T // 2)."""
         if feats.ndim != 5 or feats.shape[1] != self.num_frames:
@@ -96,11 +114,15 @@ class STRL(nn.Module):
             for blk in self.blocks:
                 x = blk(x)  # (B, T*h*w, D)
         else:
-            x = self.blocks[0](x) if len(self.blocks) else x  # (B, T*h*w, D): joint attention once
+            joint = 1 if self.queries == "key" else 0
+            for blk in self.blocks[:joint]:
+                x = blk(x)  # (B, T*h*w, D): joint attention once
             x = x.reshape(b, t, h * w, self.dim)  # (B, T, h*w, D)
             frames = list(x.unbind(1))  # T x (B, h*w, D)
-            for blk in self.blocks[1:]:
-                frames[key_index] = blk(frames[key_index], torch.cat(frames, dim=1))  # (B, h*w, D)
+            context = [f if i == key_index else self._pool(f, h, w) for i, f in enumerate(frames)]  # T x (B, n_i, D)
+            for blk in self.blocks[joint:]:
+                context[key_index] = frames[key_index]
+                frames[key_index] = blk(frames[key_index], torch.cat(context, dim=1))  # (B, h*w, D)
             x = torch.stack(frames, dim=1)  # (B, T, h*w, D)
         x = x.reshape(b, t, h * w, self.dim).permute(0, 2, 1, 3)  # (B, h*w, T, D)
         x = x.reshape(b, h * w, t * self.dim)  # (B, h*w, T*D)

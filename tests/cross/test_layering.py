@@ -20,6 +20,7 @@ PACKAGE = Path(diffpose.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("diffpose", "diffpose.errors", "diffpose.keypoints"),
     ("diffpose.io_utils", "diffpose.config_ranges"),
+    ("diffpose.config_dicts",),
     ("diffpose.config",),
     ("diffpose.checkpoint", "diffpose.codec"),
     ("diffpose.data",),
@@ -33,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 TORCH_FREE = ("diffpose.evaluation", "diffpose.synth", "diffpose.keypoints", "diffpose.config",
-              "diffpose.config_ranges", "diffpose.errors")
+              "diffpose.config_ranges", "diffpose.config_dicts", "diffpose.errors")
 
 
 def module_name(path: Path) -> str:

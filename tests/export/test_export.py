@@ -105,3 +105,21 @@ def test_a_self_conditioning_conv_stem_model_exports_with_parity(tmp_path):
         a = est.predict(clips, sampling, torch.Generator().manual_seed(2))
         b = onnx_est.predict(clips, sampling, torch.Generator().manual_seed(2))
     np.testing.assert_allclose(b.heatmaps.numpy(), a.heatmaps.numpy(), atol=1e-4)
+
+
+def test_the_light_step_and_cross_strl_export_with_parity(tmp_path):
+    """`decoder.step=light` (channels-last inside, pyramid with the masked halves) and `strl.queries=cross` with
+    pooled neighbours."""
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=[*OPTIONS, "model.decoder.step=light", "model.strl.queries=cross",
+                                         "model.strl.neighbour_pool=2"])
+    est = build_estimator(cfg).eval()
+    manifest = export_onnx(est, tmp_path / "onnx")
+    assert max(manifest["parity_max_abs"].values()) <= TOLERANCE, manifest["parity_max_abs"]
+    onnx_est = build_estimator(cfg, net=OnnxNetwork(tmp_path / "onnx", threads=1))
+    clips = torch.randn(3, 5, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    sampling = SamplingConfig(steps=2, ensemble=3)
+    with torch.no_grad():
+        a = est.predict(clips, sampling, torch.Generator().manual_seed(2))
+        b = onnx_est.predict(clips, sampling, torch.Generator().manual_seed(2))
+    np.testing.assert_allclose(b.heatmaps.numpy(), a.heatmaps.numpy(), atol=1e-4)

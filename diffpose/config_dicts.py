@@ -1,0 +1,136 @@
+"""Strict conversion between plain dicts and config dataclasses, and ``a.b=value`` overrides.
+
+Generic over dataclasses (nothing here knows the config tree of :mod:`diffpose.config`, which re-exports
+these functions): every field has a type; a value of another type, or a key the dataclass does not have, is a
+:class:`~diffpose.config_ranges.ConfigError` naming the key. Values parsed from text are read as YAML data
+(``yaml.safe_load``), never executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Union
+
+import yaml
+
+from diffpose.config_ranges import ConfigError
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain dict (tuples become lists) that :func:`config_from_dict` turns back into ``cfg``."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"value {value!r} matches none of {tp}", field=key)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"expected null, got {value!r}", field=key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping of {tp.__name__} fields, got {value!r}", field=key)
+        return dataclass_from_dict(tp, value, key)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"expected a list, got {value!r}", field=key)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"expected {len(args)} values, got {len(value)}", field=key)
+        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"expected true or false, got {value!r}", field=key)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"expected an integer, got {value!r}", field=key)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"expected a number, got {value!r}", field=key)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"expected a string, got {value!r}", field=key)
+    raise ConfigError(f"unsupported config type {tp}", field=key)
+
+
+def dataclass_from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            full = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"unknown config key; {cls.__name__} has: {', '.join(sorted(names))}", field=full)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = coerce(data[f.name], hints[f.name], f"{prefix}.{f.name}" if prefix else f.name)
+    return cls(**kwargs)
+
+
+def merge_dict(cfg: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    """Return a copy of ``cfg`` with the (possibly nested, partial) values of ``data`` applied."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {data!r}", field=prefix or None)
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in hints:
+            names = ", ".join(f.name for f in dataclasses.fields(cfg))
+            raise ConfigError(f"unknown config key; {type(cfg).__name__} has: {names}", field=full)
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = merge_dict(current, value, full)
+        else:
+            changes[key] = coerce(value, hints[key], full)
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.lr=1e-4"`` -> ``{"train": {"lr": 1e-4}}``; the value is parsed as YAML (``[1, 2]``, ``true``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads "1e-4" as a string (no dot in the mantissa); accept it as the number it means.
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        value = float(value)  # not finite: the range check names the key
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            pass
+    out: dict[str, Any] = {keys[-1]: value}
+    for k in reversed(keys[:-1]):
+        out = {k: out}
+    return out
