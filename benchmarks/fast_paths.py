@@ -6,7 +6,8 @@ default (best of ``--rounds``), and the table gives ms, the speed-up and the lar
 the output from the default's:
 
 * ``no_grad``: ``torch.no_grad`` instead of ``torch.inference_mode`` (the default);
-* ``channels_last``: NHWC inputs for the convolution parts (decoder, baseline head);
+* ``channels_last`` / ``NCHW inside``: NHWC inputs for the baseline head; the decoder in the default
+  (NCHW) layout instead of its channels-last one;
 * ``bf16``: ``torch.autocast(device_type, torch.bfloat16)``;
 * ``math attention``: softmax(QK^T)V written out instead of ``F.scaled_dot_product_attention``;
 * ``concat decoder``: the decoder as before issue 7, the condition pyramid copied per hypothesis and Fuse on
@@ -20,6 +21,7 @@ the output from the default's:
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -38,12 +40,17 @@ from diffpose.models.lmsfi import lookup_mask  # noqa: E402
 Case = Callable[[], torch.Tensor]
 
 
-def math_attention(self: vit.Attention, x: torch.Tensor) -> torch.Tensor:
+def math_attention(self: vit.Attention, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
     """:class:`~diffpose.models.vit.Attention` without ``scaled_dot_product_attention``."""
     b, n, d = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)  # (B, N, 3, nh, hd)
-    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, N, hd)
-    attn = (q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)).softmax(dim=-1)  # (B, nh, N, N)
+    hd = d // self.num_heads
+    w_q, w_kv = self.qkv.weight.split([d, 2 * d])  # (D, D), (2D, D)
+    b_q, b_kv = self.qkv.bias.split([d, 2 * d]) if self.qkv.bias is not None else (None, None)
+    src = x if context is None else context  # (B, M, D)
+    q = torch.nn.functional.linear(x, w_q, b_q).reshape(b, n, self.num_heads, hd).transpose(1, 2)  # (B, nh, N, hd)
+    kv = torch.nn.functional.linear(src, w_kv, b_kv).reshape(b, src.shape[1], 2, self.num_heads, hd)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, nh, M, hd)
+    attn = (q @ k.transpose(-2, -1) * (hd**-0.5)).softmax(dim=-1)  # (B, nh, N, M)
     return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))  # (B, N, D)
 
 
@@ -54,14 +61,18 @@ def concat_decoder(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, con
     f1 = dec.cond_1(cond)
     f2 = dec.cond_2(f1)
     f3 = dec.cond_3(f2)
-    xbar3 = dec.film(dec.heat_embed(x_t), dec.time_embed(t))
+    x_in = torch.cat([x_t, torch.zeros_like(x_t)], dim=1) if dec.self_condition else x_t  # no previous estimate
+    xbar3 = dec.film(dec.heat_embed(x_in), dec.time_embed(t))
     xbar2 = dec.heat_down2(xbar3)
     xbar1 = dec.heat_down1(xbar2)
     out = 0
     for scale, heat, f in ((dec.scale1, xbar1, f1), (dec.scale2, xbar2, f2), (dec.scale3, xbar3, f3)):
         f = f[:, None].expand(-1, k, *f.shape[1:]).reshape(-1, *f.shape[1:])  # (B*K, C, H, W) copies
-        mask = lookup_mask(scale.seref(heat))
-        out = out + scale.up(scale.fuse(torch.cat([mask * f, f], dim=1)))
+        refined = scale.seref(heat)
+        fused = scale.fuse(torch.cat([lookup_mask(refined) * f, f], dim=1))
+        if scale.heat_proj is not None:
+            fused = fused + scale.heat_proj(refined)
+        out = out + scale.up(fused)
     return dec.head(out)
 
 
@@ -112,6 +123,10 @@ def main() -> None:
     with torch.inference_mode():
         pyramid = net.prepare(cond).expand(k)
     cl = torch.channels_last
+    nchw = copy.deepcopy(net)  # the decoder in the default (NCHW) layout instead of channels-last
+    nchw.decoder.memory_format = torch.contiguous_format
+    with torch.inference_mode():
+        nchw_pyramid = nchw.prepare(cond).expand(k)
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
     parts: dict[str, tuple[int, dict[str, Case]]] = {
         "backbone": (b, {
@@ -128,7 +143,7 @@ def main() -> None:
         "decoder step (K=4)": (b * k, {
             "default": lambda: net.denoise(x_t, t, pyramid),
             "concat decoder": lambda: concat_decoder(net, x_t, t, cond, k),
-            "channels_last": lambda: net.denoise(x_t.contiguous(memory_format=cl), t, pyramid),
+            "NCHW inside": lambda: nchw.denoise(x_t, t, nchw_pyramid),
             "bf16": lambda: _with(bf16, lambda: net.denoise(x_t, t, pyramid)),
         }),
         "baseline head": (b, {

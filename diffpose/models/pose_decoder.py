@@ -86,10 +86,9 @@ class ConditionPyramid:
             raise DiffPoseError(f"hypotheses must be >= 1, got {k}", field="hypotheses")
         return replace(self, hypotheses=int(k))
 
-    def channels_last(self) -> ConditionPyramid:
-        """The same pyramid with every tensor in channels-last memory layout (values unchanged)."""
-        return replace(self, **{n: getattr(self, n).contiguous(memory_format=torch.channels_last)
-                                for n in PYRAMID_FIELDS})
+    def to_memory_format(self, memory_format: torch.memory_format) -> ConditionPyramid:
+        """The same pyramid with every tensor in ``memory_format`` (e.g. channels-last; values unchanged)."""
+        return replace(self, **{n: getattr(self, n).contiguous(memory_format=memory_format) for n in PYRAMID_FIELDS})
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The tensors in :data:`PYRAMID_FIELDS` order (the ONNX decoder graphs' inputs)."""
@@ -132,6 +131,9 @@ class PoseDecoder(nn.Module):
         self.num_joints = num_joints
         self.predicts, self.self_condition = predicts, self_condition
         self.light = step == "light"
+        # Memory layout inside the decoder (values unchanged). Channels-last: 1x1 and depthwise convolutions run
+        # several times faster so on CPU (benchmarks/fast_paths.py compares it with the default layout).
+        self.memory_format = torch.channels_last
         # (a) step-conditioned rescaling of the embedded noisy heatmap (and of the previous estimate).
         k = 1 if self.light else 3
         self.heat_embed = nn.Conv2d(num_joints * (2 if self_condition else 1), heat_dim, kernel_size=k, padding=k // 2)
@@ -170,7 +172,7 @@ class PoseDecoder(nn.Module):
         m2, q2 = self.scale2.prepare(f2)  # (B, C2, 2h, 2w) x 2; m2 is f2 itself, or W_a f2 (light)
         m3, q3 = self.scale3.prepare(f3)  # (B, C3, 4h, 4w) x 2; m3 is f3 itself, or W_a f3 (light)
         pyramid = ConditionPyramid(f1, m2, m3, p1_masked, p1_plain, q2, q3)
-        return pyramid.channels_last()
+        return pyramid.to_memory_format(self.memory_format)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, pyramid: ConditionPyramid,
                 prev: torch.Tensor | None = None) -> torch.Tensor:
@@ -192,9 +194,7 @@ class PoseDecoder(nn.Module):
         if self.self_condition:
             prev = torch.zeros_like(x_t) if prev is None else prev.to(x_t.dtype)  # (B, J, H, W) heatmaps
             x_t = torch.cat([x_t, prev], dim=1)  # (B, 2J, H, W)
-        # Channels-last inside the decoder (values unchanged): 1x1 and depthwise convolutions run several times
-        # faster so on CPU, and a full step with K = 8 about 15 % faster (benchmarks/inference.py).
-        x_t = x_t.contiguous(memory_format=torch.channels_last)  # (B, J, H, W), strides of (B, H, W, J)
+        x_t = x_t.contiguous(memory_format=self.memory_format)  # (B, J, H, W); channels-last: strides of (B, H, W, J)
         xbar3 = self.film(self.heat_embed(x_t), self.time_embed(t))  # (B, c, H, W)
         xbar2 = self.heat_down2(xbar3)  # (B, c, H/2, W/2)
         xbar1 = self.heat_down1(xbar2)  # (B, c, h, w)
