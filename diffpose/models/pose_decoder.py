@@ -165,6 +165,7 @@ class PoseDecoder(nn.Module):
 
     def prepare(self, cond: torch.Tensor) -> ConditionPyramid:
         """``cond (B, C, h, w)`` -> :class:`ConditionPyramid` (the x_t-independent part; once per clip)."""
+        cond = cond.contiguous(memory_format=self.memory_format)  # (B, C, h, w); the pyramid is computed in it
         f1 = self.cond_1(cond)  # (B, C1, h, w)
         f2 = self.cond_2(f1)  # (B, C2, 2h, 2w)
         f3 = self.cond_3(f2)  # (B, C3, 4h, 4w)
