@@ -6,8 +6,8 @@ default (best of ``--rounds``), and the table gives ms, the speed-up and the lar
 the output from the default's:
 
 * ``no_grad``: ``torch.no_grad`` instead of ``torch.inference_mode`` (the default);
-* ``channels_last`` / ``NCHW inside``: NHWC inputs for the baseline head; the decoder in the default
-  (NCHW) layout instead of its channels-last one;
+* ``channels_last`` / ``NCHW inside`` / ``NCHW stem``: NHWC inputs for the baseline head; the decoder and the
+  conv stem in the default (NCHW) layout instead of their channels-last one;
 * ``bf16``: ``torch.autocast(device_type, torch.bfloat16)``;
 * ``math attention``: softmax(QK^T)V written out instead of ``F.scaled_dot_product_attention``;
 * ``concat decoder``: the decoder as before issue 7, the condition pyramid copied per hypothesis and Fuse on
@@ -125,6 +125,8 @@ def main() -> None:
     cl = torch.channels_last
     nchw = copy.deepcopy(net)  # the decoder in the default (NCHW) layout instead of channels-last
     nchw.decoder.memory_format = torch.contiguous_format
+    if hasattr(nchw.backbone, "stem"):  # the conv stem in the default layout too
+        nchw.backbone.stem.memory_format = torch.contiguous_format
     with torch.inference_mode():
         nchw_pyramid = nchw.prepare(cond).expand(k)
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
@@ -134,6 +136,7 @@ def main() -> None:
             "no_grad": lambda: net.backbone_features(frames),
             "bf16": lambda: _with(bf16, lambda: net.backbone_features(frames)),
             "math attention": lambda: _patched(lambda: net.backbone_features(frames)),
+            **({"NCHW stem": lambda: nchw.backbone_features(frames)} if hasattr(net.backbone, "stem") else {}),
         }),
         "strl": (b, {
             "default": lambda: net.condition_from_features(clip),

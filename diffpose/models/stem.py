@@ -71,6 +71,7 @@ class ConvStem(nn.Module):
             *_conv_bn_relu(c1, c2, 2), *_conv_bn_relu(c2, c2, 1),  # 1/4
             nn.Conv2d(c2, embed_dim, 3, stride=2, padding=1),  # 1/8: the tokens
         )
+        self.memory_format = torch.channels_last  # the layout the convolutions run in (values unchanged)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -78,5 +79,11 @@ class ConvStem(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` -> ``(N, D, h, w)``."""
-        return self.layers(x)  # (N, D, h, w)
+        """``(N, 3, H, W)`` -> ``(N, D, h, w)``.
+
+        The convolutions run in ``memory_format``, channels-last by default (values unchanged; on the development
+        CPU the stem ran 1.5x and the whole tiny backbone 1.04x faster, ``benchmarks/fast_paths.py``); the tokens
+        come back in the default layout.
+        """
+        x = x.contiguous(memory_format=self.memory_format)  # (N, 3, H, W); channels-last: strides of (N, H, W, 3)
+        return self.layers(x).contiguous()  # (N, D, h, w)
