@@ -110,6 +110,34 @@ def roofline(net: torch.nn.Module, cfg: object, batch: int, rounds: int) -> dict
             "backbone_ms_per_crop": 1000 * t["backbone"] / batch}
 
 
+def shared_parts(est: PoseEstimator, base_est: PoseEstimator, batch: int
+                 ) -> tuple[dict[str, Callable[[], object]], torch.Tensor, int]:
+    """The parts every path shares or replaces (crop, backbone, baseline head + decoding, feature warp) as timing
+    cases on ``batch`` crops, the clip features ``(B, T, D, h, w)`` for the STRL, and ``T``."""
+    pred = Predictor(est, "cpu")
+    net, base = est.net, base_est.net
+    t_frames = len(pred.offsets)
+    h, w = est.cfg.model.backbone.image_size
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(288, 384, 3, generator=g) * 255).to(torch.uint8).numpy()
+    mat = pred.crop_matrix(np.array([150.0, 40.0, 80.0, 200.0]))
+    frames = torch.randn(batch, 3, h, w, generator=g)
+    geometry = TokenGeometry.from_model_config(est.cfg.model)
+    with torch.inference_mode():
+        feats = net.backbone_features(frames)  # (B, D, h, w)
+    clip_feats = feats[:, None].expand(-1, t_frames, -1, -1, -1).contiguous()  # (B, T, D, h, w)
+    shifted = np.array([mat] * (batch * (t_frames - 1)))
+    moved = shifted.copy()
+    moved[:, :, 2] += 3.0  # another crop, 3 px away
+    cases: dict[str, Callable[[], object]] = {
+        "crop": lambda: [pred.crop_frame(image, mat) for _ in range(batch)],
+        "backbone": lambda: net.backbone_features(frames),
+        "head": lambda: pred.codec.decode(base.keypoint_head(feats).float()),
+        "warp": lambda: warp_features(feats.repeat(t_frames - 1, 1, 1, 1), shifted, moved, geometry),
+    }
+    return cases, clip_feats, t_frames
+
+
 DESIGNS = {  # name -> overrides on the preset / checkpoint config
     "paper design: joint STRL, full step": ["model.strl.queries=all", "model.strl.neighbour_pool=1",
                                             "model.decoder.step=full"],
@@ -127,27 +155,8 @@ def designs(est: PoseEstimator, base_est: PoseEstimator, batch: int, k_max: int,
     rounds as the baseline's parts."""
     from diffpose.config import merge_dict, parse_override
 
-    pred = Predictor(est, "cpu")
-    t_frames = len(pred.offsets)
-    h, w = est.cfg.model.backbone.image_size
+    cases, clip_feats, _ = shared_parts(est, base_est, batch)
     g = torch.Generator().manual_seed(0)
-    image = (torch.rand(288, 384, 3, generator=g) * 255).to(torch.uint8).numpy()
-    mat = pred.crop_matrix(np.array([150.0, 40.0, 80.0, 200.0]))
-    frames = torch.randn(batch, 3, h, w, generator=g)
-    geometry = TokenGeometry.from_model_config(est.cfg.model)
-    net, base = est.net, base_est.net
-    with torch.inference_mode():
-        feats = net.backbone_features(frames)  # (B, D, h, w)
-    clip_feats = feats[:, None].expand(-1, t_frames, -1, -1, -1).contiguous()  # (B, T, D, h, w)
-    shifted = np.array([mat] * (batch * (t_frames - 1)))
-    moved = shifted.copy()
-    moved[:, :, 2] += 3.0
-    cases: dict[str, Callable[[], object]] = {
-        "crop": lambda: [pred.crop_frame(image, mat) for _ in range(batch)],
-        "backbone": lambda: net.backbone_features(frames),
-        "head": lambda: pred.codec.decode(base.keypoint_head(feats).float()),
-        "warp": lambda: warp_features(feats.repeat(t_frames - 1, 1, 1, 1), shifted, moved, geometry),
-    }
     flops = {}
     for name, overrides in DESIGNS.items():
         cfg = est.cfg
@@ -188,29 +197,12 @@ def print_designs(rows: dict[str, dict[str, float]], k_max: int) -> None:
 def components(est: PoseEstimator, base_est: PoseEstimator, batch: int, steps: list[int], ensemble: list[int],
                rounds: int) -> dict[str, float]:
     """Milliseconds per crop / clip of every part, and the composed ms per person-frame of every path."""
-    net, base, cfg = est.net, base_est.net, est.cfg
-    pred = Predictor(est, "cpu")
-    geometry = TokenGeometry.from_model_config(cfg.model)
-    t_frames = len(pred.offsets)
-    h, w = cfg.model.backbone.image_size
+    net = est.net
+    cases, clip_feats, t_frames = shared_parts(est, base_est, batch)
     g = torch.Generator().manual_seed(0)
-    image = (torch.rand(288, 384, 3, generator=g) * 255).to(torch.uint8).numpy()
-    mat = pred.crop_matrix(np.array([150.0, 40.0, 80.0, 200.0]))
-    frames = torch.randn(batch, 3, h, w, generator=g)
     with torch.inference_mode():
-        feats = net.backbone_features(frames)  # (B, D, h, w)
-        clip_feats = feats[:, None].expand(-1, t_frames, -1, -1, -1).contiguous()  # (B, T, D, h, w)
         cond = net.condition_from_features(clip_feats)  # (B, C, h, w)
-    shifted = np.array([mat] * (batch * (t_frames - 1)))
-    moved = shifted.copy()
-    moved[:, :, 2] += 3.0  # another crop, 3 px away
-    cases: dict[str, Callable[[], object]] = {
-        "crop": lambda: [pred.crop_frame(image, mat) for _ in range(batch)],
-        "backbone": lambda: net.backbone_features(frames),
-        "head": lambda: pred.codec.decode(base.keypoint_head(feats).float()),
-        "strl": lambda: net.condition_from_features(clip_feats),
-        "warp": lambda: warp_features(feats.repeat(t_frames - 1, 1, 1, 1), shifted, moved, geometry),
-    }
+    cases["strl"] = lambda: net.condition_from_features(clip_feats)
     for s in steps:
         for k in ensemble:
             cases[f"sample S{s} K{k}"] = (lambda s=s, k=k: est.predict_condition(
