@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from diffpose.cli import main as cli_main
+from diffpose.models.lmsfi import lookup_mask
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DIFFPOSE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
@@ -116,3 +117,30 @@ class CodePayload:
 def val_json(root: Path) -> Path:
     """The first sequence file of ``root``'s val split."""
     return sorted((root / "annotations" / "val").glob("*.json"))[0]
+
+
+def concat_formulation(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, k: int
+                       ) -> torch.Tensor:
+    """One decoder step as the paper writes it: the condition pyramid copied per hypothesis and every first Fuse
+    layer applied to ``concat(A * F, F)`` (plus the heat path when the decoder has one, no previous estimate);
+    the scales summed at full resolution, or merged top-down for the light step. The reference the broadcast
+    decoder is tested against."""
+    dec = net.decoder
+    f1 = dec.cond_1(cond)
+    f2 = dec.cond_2(f1)
+    f3 = dec.cond_3(f2)
+    x_in = torch.cat([x_t, torch.zeros_like(x_t)], dim=1) if dec.self_condition else x_t
+    xbar3 = dec.film(dec.heat_embed(x_in), dec.time_embed(t))
+    xbar2 = dec.heat_down2(xbar3)
+    xbar1 = dec.heat_down1(xbar2)
+    outs = []
+    for scale, heat, f in ((dec.scale1, xbar1, f1), (dec.scale2, xbar2, f2), (dec.scale3, xbar3, f3)):
+        f = f.repeat_interleave(k, 0)  # (B*K, C, H_j, W_j): copies
+        refined = scale.seref(heat)
+        fused = scale.fuse(torch.cat([lookup_mask(refined) * f, f], dim=1))
+        if scale.heat_proj is not None:
+            fused = fused + scale.heat_proj(refined)
+        outs.append(scale.up(fused))
+    if dec.light:
+        return dec.head(outs[2] + dec.merge3(outs[1] + dec.merge2(outs[0])))
+    return dec.head(outs[0] + outs[1] + outs[2])

@@ -86,10 +86,6 @@ class ConditionPyramid:
             raise DiffPoseError(f"hypotheses must be >= 1, got {k}", field="hypotheses")
         return replace(self, hypotheses=int(k))
 
-    def to_memory_format(self, memory_format: torch.memory_format) -> ConditionPyramid:
-        """The same pyramid with every tensor in ``memory_format`` (e.g. channels-last; values unchanged)."""
-        return replace(self, **{n: getattr(self, n).contiguous(memory_format=memory_format) for n in PYRAMID_FIELDS})
-
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The tensors in :data:`PYRAMID_FIELDS` order (the ONNX decoder graphs' inputs)."""
         return tuple(getattr(self, name) for name in PYRAMID_FIELDS)
@@ -172,8 +168,7 @@ class PoseDecoder(nn.Module):
         p1_masked, p1_plain = self.scale1.prepare(f1)  # (B, C1, h, w) x 2
         m2, q2 = self.scale2.prepare(f2)  # (B, C2, 2h, 2w) x 2; m2 is f2 itself, or W_a f2 (light)
         m3, q3 = self.scale3.prepare(f3)  # (B, C3, 4h, 4w) x 2; m3 is f3 itself, or W_a f3 (light)
-        pyramid = ConditionPyramid(f1, m2, m3, p1_masked, p1_plain, q2, q3)
-        return pyramid.to_memory_format(self.memory_format)
+        return ConditionPyramid(f1, m2, m3, p1_masked, p1_plain, q2, q3)  # in memory_format, as cond
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, pyramid: ConditionPyramid,
                 prev: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,8 +16,8 @@ from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, S
 from diffpose.inference.feature_cache import FeatureCache
 from diffpose.inference.feature_warp import TokenGeometry, crop_region, region_iou, warp_features
 from diffpose.models import DiffPoseNet
-from diffpose.models.lmsfi import lookup_mask, split_conv
-from tests.helpers import ASSETS, PATCH_TINY
+from diffpose.models.lmsfi import split_conv
+from tests.helpers import ASSETS, PATCH_TINY, concat_formulation
 
 GEOMETRY = TokenGeometry(stride=16, offset=5.5, grid=(8, 6), crop_size=(96, 128))  # tiny: patch 16, padding 2
 
@@ -175,24 +175,6 @@ def test_infer_reports_backbone_passes_for_reuse_and_exact(synth_small, tmp_path
 # ------------------------------------------------------------------------------------------------
 # Batched sampling: the condition is broadcast over the hypotheses, not copied
 # ------------------------------------------------------------------------------------------------
-def _concat_reference(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, k: int
-                      ) -> torch.Tensor:
-    """The decoder as written in the paper: the pyramid copied per hypothesis, Fuse on concat(A * F, F)."""
-    dec = net.decoder
-    f1 = dec.cond_1(cond)
-    f2 = dec.cond_2(f1)
-    f3 = dec.cond_3(f2)
-    xbar3 = dec.film(dec.heat_embed(x_t), dec.time_embed(t))
-    xbar2 = dec.heat_down2(xbar3)
-    xbar1 = dec.heat_down1(xbar2)
-    out = 0
-    for scale, heat, f in ((dec.scale1, xbar1, f1), (dec.scale2, xbar2, f2), (dec.scale3, xbar3, f3)):
-        f = f.repeat_interleave(k, 0)  # (B*K, C, H, W)
-        mask = lookup_mask(scale.seref(heat))
-        out = out + scale.up(scale.fuse(torch.cat([mask * f, f], dim=1)))
-    return dec.head(out)
-
-
 def test_broadcast_decoder_equals_the_concat_formulation():
     # The paper's decoder (no heat path, no self-conditioning), random weights, 8x6 tokens.
     torch.manual_seed(0)
@@ -207,7 +189,7 @@ def test_broadcast_decoder_equals_the_concat_formulation():
         pyramid = net.prepare(cond)
         expanded = pyramid.expand(4)
         assert expanded.batch_size == 12 and all(a is b for a, b in zip(expanded.tensors(), pyramid.tensors()))
-        torch.testing.assert_close(net.denoise(x_t, t, expanded), _concat_reference(net, x_t, t, cond, 4),
+        torch.testing.assert_close(net.denoise(x_t, t, expanded), concat_formulation(net, x_t, t, cond, 4),
                                    atol=2e-5, rtol=1e-5)
 
 

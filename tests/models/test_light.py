@@ -12,34 +12,11 @@ from diffpose.config import load_config
 from diffpose.diffusion import HeatmapDiffusion, sample_poses
 from diffpose.diffusion.sampler import ddim_step
 from diffpose.models import DiffPoseNet, model_complexity
-from diffpose.models.lmsfi import lookup_mask
 from diffpose.models.strl import STRL
+from tests.helpers import concat_formulation
 from tests.models.test_model_options import OPTIONS
 
 LIGHT = [*OPTIONS, "model.decoder.step=light"]
-
-
-def _light_reference(net: DiffPoseNet, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, k: int
-                     ) -> torch.Tensor:
-    """The light step as the concat formulation: the condition copied per hypothesis, every first Fuse layer
-    applied to ``concat(A * F, F)``, the scales merged top-down, the head."""
-    dec = net.decoder
-    f1 = dec.cond_1(cond)
-    f2 = dec.cond_2(f1)
-    f3 = dec.cond_3(f2)
-    x_in = torch.cat([x_t, torch.zeros_like(x_t)], dim=1) if dec.self_condition else x_t  # no previous estimate
-    xbar3 = dec.film(dec.heat_embed(x_in), dec.time_embed(t))
-    xbar2 = dec.heat_down2(xbar3)
-    xbar1 = dec.heat_down1(xbar2)
-    outs = []
-    for scale, heat, f in ((dec.scale1, xbar1, f1), (dec.scale2, xbar2, f2), (dec.scale3, xbar3, f3)):
-        f = f.repeat_interleave(k, 0)  # (B*K, C, H_j, W_j): copies, as the paper writes it
-        refined = scale.seref(heat)
-        fused = scale.fuse(torch.cat([lookup_mask(refined) * f, f], dim=1))
-        if scale.heat_proj is not None:
-            fused = fused + scale.heat_proj(refined)
-        outs.append(scale.up(fused))
-    return dec.head(outs[2] + dec.merge3(outs[1] + dec.merge2(outs[0])))
 
 
 def test_light_step_equals_the_concat_formulation_with_the_condition_broadcast():
@@ -56,7 +33,7 @@ def test_light_step_equals_the_concat_formulation_with_the_condition_broadcast()
         expanded = pyramid.expand(4)
         assert all(a is b for a, b in zip(expanded.tensors(), pyramid.tensors()))  # broadcast, not copied
         out = net.denoise(x_t, t, expanded)
-        ref = _light_reference(net, x_t, t, cond, 4)
+        ref = concat_formulation(net, x_t, t, cond, 4)
     assert out.shape == (12, 17, 64, 48) and out.is_contiguous()
     assert ref.abs().max() > 0.1
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
