@@ -18,8 +18,9 @@ a cell's frame tokens. The condition is computed once per clip and reused by eve
 ``"key"`` only the first layer attends jointly over all ``T*h*w`` tokens; the later layers update the key
 frame's ``h*w`` tokens only, attending to the current key tokens and the neighbours' tokens as the first layer
 left them. The condition is for the key frame, so the neighbours' tokens need no further updates; attention
-then costs ``h*w x T*h*w`` instead of ``(T*h*w)^2`` per later layer, and the MLPs run on ``h*w`` tokens instead of ``T*h*w``. The aggregation
-concatenates the same ``T`` tokens per cell (the neighbours' from the first layer). ``"cross"`` has no joint
+then costs ``h*w x T*h*w`` instead of ``(T*h*w)^2`` per later layer, and the MLPs run on ``h*w`` tokens
+instead of ``T*h*w``. The aggregation concatenates the same ``T`` tokens per cell (the neighbours' from the
+first layer). ``"cross"`` has no joint
 layer at all: every layer updates the key frame's tokens only, attending to them and to the neighbours'
 embedded tokens, so no layer costs ``(T*h*w)^2``. ``neighbour_pool = k > 1`` (with ``"key"``/``"cross"``)
 average-pools each neighbour's token grid ``k x k`` before it serves as keys and values: the key frame keeps
