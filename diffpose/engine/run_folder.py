@@ -2,7 +2,9 @@
 
 * **Lock.** The main process holds ``RUN/train.lock`` (its PID and host) while it trains. A second
   ``diffpose train`` on the same folder -- a new run or ``--resume`` -- is refused naming the PID. A lock
-  whose process is gone (a killed run, a rebooted machine) is stale: it is taken over with a note.
+  whose process is gone (a killed run, a rebooted machine) is stale: it is taken over with a note. The
+  lock is an OS file lock where there is one (:class:`RunLock`), so two trains started together cannot both
+  hold it, and the folder is checked for a run again once it is held.
 * **No accidental restart.** A folder that already holds a run (any checkpoint, metrics or summary) is
   refused unless ``--resume`` continues it or ``--overwrite`` starts over (which removes those files first,
   once the lock is held).
@@ -14,9 +16,15 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from diffpose.errors import DiffPoseError
+
+try:
+    import fcntl
+except ImportError:  # Windows: an exclusively created file, see RunLock
+    fcntl = None
 
 LOCK = "train.lock"
 RUN_FILES = ("last.pt", "final.pt", "metrics.jsonl", "summary.json")  # a folder holding any of these holds a run
@@ -69,9 +77,22 @@ def _live_owner(folder: Path) -> int | None:
     return pid
 
 
+def _refuse_a_run_there(folder: Path) -> None:
+    found = [name for name in RUN_FILES if (folder / name).exists()]
+    if found:
+        raise DiffPoseError(f"already holds a run ({', '.join(found)}); continue it with --resume, or start "
+                            "over with --overwrite (which deletes it)", folder)
+
+
+def _refuse_live(pid: int | None, folder: Path) -> DiffPoseError:
+    who = f"another diffpose train (PID {pid})" if pid else "another diffpose train"
+    return DiffPoseError(f"{who} is using this run folder; wait for it to end or stop it (the lock is "
+                         f"{folder / LOCK})", folder)
+
+
 def check_run_folder(folder: str | Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before any work, a folder another live ``train`` holds, or one holding a run without
-    ``--resume`` / ``--overwrite``."""
+    ``--resume`` / ``--overwrite``. A first look only: :meth:`RunLock.acquire` checks again under the lock."""
     folder = Path(folder)
     if resume and overwrite:
         raise DiffPoseError("give --resume or --overwrite, not both")
@@ -79,36 +100,96 @@ def check_run_folder(folder: str | Path, resume: bool, overwrite: bool) -> None:
         raise DiffPoseError(f"cannot create this folder: {folder} is a file, not a folder", folder)
     pid = _live_owner(folder) if folder.is_dir() else None
     if pid is not None:
-        raise DiffPoseError(f"another diffpose train (PID {pid}) is using this run folder; wait for it to end or "
-                            f"stop it (the lock is {folder / LOCK})", folder)
+        raise _refuse_live(pid, folder)
     if not resume and not overwrite and folder.is_dir():
-        found = [name for name in RUN_FILES if (folder / name).exists()]
-        if found:
-            raise DiffPoseError(f"already holds a run ({', '.join(found)}); continue it with --resume, or start "
-                                "over with --overwrite (which deletes it)", folder)
+        _refuse_a_run_there(folder)
 
 
 class RunLock:
-    """``RUN/train.lock`` held by this process (see the module docstring)."""
+    """``RUN/train.lock`` held by this process (see the module docstring).
+
+    Where ``fcntl`` exists (Linux, macOS) the lock is an exclusive ``flock`` on the file, held for the whole
+    run: the kernel drops it when the process ends however it ends, so "held" never depends on reading a PID
+    that is still being written, and two processes taking over one stale lock cannot both win. The file's
+    PID and host are only for messages, and a file naming another live process here is refused all the same.
+    Without ``fcntl`` the file is created exclusively and a lock whose PID is not running is stale; a lock
+    file without a readable PID counts as held for ``FRESH_S`` seconds (its writer may be mid-write).
+
+    ``acquire(check_run=True)`` then looks for a run in the folder again, under the lock: two trains started
+    together both pass :func:`check_run_folder`, and the second to get the lock must not start over the
+    first's finished run.
+    """
+
+    FRESH_S = 60.0
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.path = self.folder / LOCK
         self.held = False
+        self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, check_run: bool = False) -> None:
+        if fcntl is not None:
+            self._acquire_flock()
+        else:
+            self._acquire_exclusive()
+        if check_run:
+            try:
+                _refuse_a_run_there(self.folder)
+            except DiffPoseError:
+                self.release()
+                raise
+
+    def _take_over_note(self, old: tuple[int, str] | None) -> None:
+        if old is not None and old[0] > 0 and old[0] != os.getpid():
+            _note(f"took over the stale lock {self.path} (PID {old[0]} is not running)")
+
+    def _acquire_flock(self) -> None:
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise DiffPoseError(f"cannot create the run lock: {e.strerror or e}", self.path) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by a live process (the PID may not be written yet)
+                os.close(fd)
+                found = read_lock(self.folder)
+                raise _refuse_live(found[0] if found else None, self.folder) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # its holder removed it while we opened it: lock the new file instead
+                os.close(fd)
+                continue
+            old = read_lock(self.folder)
+            pid = _live_owner(self.folder)
+            if pid is not None:  # a live process here names itself in the file without flock: leave it be
+                os.close(fd)
+                raise _refuse_live(pid, self.folder)
+            self._take_over_note(old)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            self._fd, self.held = fd, True
+            return
+        raise DiffPoseError("cannot take the run lock (its file keeps being replaced)", self.path)
+
+    def _acquire_exclusive(self) -> None:
         text = f"{os.getpid()} {socket.gethostname()}\n"
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                old = read_lock(self.folder)
                 pid = _live_owner(self.folder)
                 if pid is not None:
-                    raise DiffPoseError(f"another diffpose train (PID {pid}) is using this run folder; wait for it "
-                                        "to end or stop it", self.folder) from None
-                old = read_lock(self.folder)
-                if old is not None and old[0] != os.getpid():
-                    _note(f"took over the stale lock {self.path} (PID {old[0]} is not running)")
+                    raise _refuse_live(pid, self.folder) from None
+                if old is not None and old[0] <= 0:  # no PID yet: being written, unless it is old
+                    with contextlib.suppress(OSError):
+                        if time.time() - self.path.stat().st_mtime < self.FRESH_S:
+                            raise _refuse_live(None, self.folder) from None
+                self._take_over_note(old)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)
                 continue
@@ -121,11 +202,15 @@ class RunLock:
         raise DiffPoseError("cannot take the run lock (another process keeps creating it)", self.path)
 
     def release(self) -> None:
+        """Remove the file (still under the lock, so a waiting process sees it gone), then unlock."""
         if self.held:
             found = read_lock(self.folder)
             if found is not None and found[0] == os.getpid():
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
+            if self._fd is not None:
+                os.close(self._fd)  # drops the flock
+                self._fd = None
             self.held = False
 
 

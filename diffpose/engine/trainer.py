@@ -96,7 +96,9 @@ class Trainer:
         if self.ctx.is_main:
             ensure_dir(self.out_dir)
             if lock is not None:
-                lock.acquire()  # one train per run folder; a stale lock is taken over with a note
+                # one train per run folder (a stale lock is taken over with a note); a run that appeared since
+                # check_run_folder (another train finished meanwhile) is refused now, under the lock
+                lock.acquire(check_run=not resume and not overwrite)
             if overwrite:
                 removed = clear_run(self.out_dir)
                 if removed:
