@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import sys
@@ -66,9 +67,8 @@ def read_lock(folder: Path) -> tuple[int, str] | None:
         return 0, ""
 
 
-def _live_owner(folder: Path) -> int | None:
-    """The PID of a live process holding ``folder``'s lock (not this one), else None."""
-    found = read_lock(folder)
+def _live_owner(found: tuple[int, str] | None) -> int | None:
+    """The PID of a live process on this host that a lock's ``(pid, host)`` names (not this one), else None."""
     if found is None:
         return None
     pid, host = found
@@ -98,7 +98,7 @@ def check_run_folder(folder: str | Path, resume: bool, overwrite: bool) -> None:
         raise DiffPoseError("give --resume or --overwrite, not both")
     if folder.exists() and not folder.is_dir():
         raise DiffPoseError(f"cannot create this folder: {folder} is a file, not a folder", folder)
-    pid = _live_owner(folder) if folder.is_dir() else None
+    pid = _live_owner(read_lock(folder)) if folder.is_dir() else None
     if pid is not None:
         raise _refuse_live(pid, folder)
     if not resume and not overwrite and folder.is_dir():
@@ -140,6 +140,13 @@ class RunLock:
                 self.release()
                 raise
 
+    def _age_s(self) -> float:
+        """Seconds since the lock file was last written (infinite when it is gone)."""
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return math.inf
+
     def _take_over_note(self, old: tuple[int, str] | None) -> None:
         if old is not None and old[0] > 0 and old[0] != os.getpid():
             _note(f"took over the stale lock {self.path} (PID {old[0]} is not running)")
@@ -164,7 +171,7 @@ class RunLock:
                 os.close(fd)
                 continue
             old = read_lock(self.folder)
-            pid = _live_owner(self.folder)
+            pid = _live_owner(old)
             if pid is not None:  # a live process here names itself in the file without flock: leave it be
                 os.close(fd)
                 raise _refuse_live(pid, self.folder)
@@ -182,13 +189,11 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 old = read_lock(self.folder)
-                pid = _live_owner(self.folder)
+                pid = _live_owner(old)
                 if pid is not None:
                     raise _refuse_live(pid, self.folder) from None
-                if old is not None and old[0] <= 0:  # no PID yet: being written, unless it is old
-                    with contextlib.suppress(OSError):
-                        if time.time() - self.path.stat().st_mtime < self.FRESH_S:
-                            raise _refuse_live(None, self.folder) from None
+                if old is not None and old[0] <= 0 and self._age_s() < self.FRESH_S:  # no PID yet: being written
+                    raise _refuse_live(None, self.folder) from None
                 self._take_over_note(old)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)

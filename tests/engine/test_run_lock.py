@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -20,9 +22,6 @@ needs_flock = pytest.mark.skipif(run_folder.fcntl is None, reason="no fcntl on t
 
 
 def dead_pid() -> int:
-    import subprocess
-    import sys
-
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
