@@ -51,6 +51,8 @@ def main() -> None:
     preds: dict[tuple[int, int], list[PersonPose]] = {c: [] for c in grid}
     seconds = dict.fromkeys(grid, 0.0)
     gens = {c: torch.Generator().manual_seed(args.seed) for c in grid}
+    prior_row = bool(getattr(cfg.model.decoder, "prior_head", False))  # also score the prior head alone (S = 0)
+    prior_preds: list[PersonPose] = []
     cond_seconds = 0.0
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=args.batch_size, shuffle=False):
@@ -58,6 +60,13 @@ def main() -> None:
             cond = estimator.net.encode_condition(batch["frames"])  # (B, C, h, w), once per clip for the whole grid
             cond_seconds += time.perf_counter() - t0
             first = len(preds[grid[0]])
+            if prior_row:  # the regression head the sampler starts from, decoded as it is
+                kp, sc = estimator.codec.decode(estimator.net.heatmaps(cond).clamp(0, 1))
+                for i in range(kp.shape[0]):
+                    item = items[first + i]
+                    prior_preds.append(Predictor.to_image(kp[i].double().numpy(), sc[i].double().numpy(),
+                                                          torch.zeros(kp.shape[1]).double().numpy(),
+                                                          batch["matrix"][i].numpy(), item.box, item.score))
             for s, k in grid:
                 t0 = time.perf_counter()
                 out = estimator.predict_condition(cond, SamplingConfig(steps=s, eta=eta, ensemble=k), gens[(s, k)])
@@ -69,7 +78,9 @@ def main() -> None:
                                                             item.box, item.score))
     rows = []
     gt_dir = Path(args.data) / "annotations" / args.split
-    for s, k in grid:
+    if prior_row:
+        preds[(0, 1)], seconds[(0, 1)] = prior_preds, 0.0
+    for s, k in ([(0, 1)] if prior_row else []) + grid:
         pred_dir = Path(args.out) / f"S{s}_K{k}"
         for video in prediction_videos(videos, items, preds[(s, k)]):
             write_posetrack18(video, pred_dir / f"{video.name}.json")
@@ -78,7 +89,8 @@ def main() -> None:
                      "groups": r.groups, "decoder_ms_per_clip": 1000 * seconds[(s, k)] / len(items)})
     print(f"eta = {eta}; {len(items)} clips; condition (backbone + STRL) "
           f"{1000 * cond_seconds / len(items):.1f} ms per clip, computed once for the whole grid")
-    print(f"{'S':>3} {'K':>3} {'Total':>7} {'Occl.':>7} {'sampling ms/clip':>17}")
+    print(f"{'S':>3} {'K':>3} {'Total':>7} {'Occl.':>7} {'sampling ms/clip':>17}"
+          + ("   (S = 0: the prior head alone, no diffusion step)" if prior_row else ""))
     for r in rows:
         print(f"{r['steps']:>3} {r['ensemble']:>3} {r['total']:>7.1f} {r['occluded_total']:>7.1f} "
               f"{r['decoder_ms_per_clip']:>17.1f}")

@@ -91,6 +91,9 @@ class DecoderConfig:
     fusion: str = _f("lmsfi", choices=("lmsfi", "concat"))
     heat_path: bool = False  # also add the (refined) x_t features to each scale's fused output
     self_condition: bool = False  # the decoder also sees its previous x0 estimate (needs predicts="heatmap")
+    # a regression head on the condition (ViTPose's head): the prior heatmap sampling can start from
+    # (diffusion.start="prior"), trained with the heatmap MSE beside the denoising loss
+    prior_head: bool = False
     # "full": the paper's per-step layers; "light": 1x1 / separable per-step layers, scales merged top-down
     step: str = _f("full", choices=("full", "light"))
 
@@ -120,8 +123,14 @@ class DiffusionConfig:
     timesteps: int = _f(1000, lo=1)
     cosine_s: float = _f(0.008, lo=0)
     scale: float = _f(2.0, lo=0, lo_open=True)  # signal scale s: heatmap h in [0, 1] -> (2h - 1) * s
-    # fraction of training samples at t = T-1 (0 = uniform t, the paper's)
+    # fraction of training samples at the start step (T-1, or start_t with a prior start; 0 = uniform t, the paper's)
     train_pure_noise: float = _f(0.0, lo=0, hi=1)
+    # where sampling starts: "noise" (pure noise at T-1, the paper's) or "prior" (the prior head's heatmap noised
+    # to start_t; training then draws t in 0..start_t)
+    start: str = _f("noise", choices=("noise", "prior"))
+    start_t: int = _f(999, lo=0)  # with start="prior": the step the prior is noised to (abar ~ 0.5 at T/2)
+    # with start="prior": fraction of training samples whose x_t is noised from the (detached) prior, not the GT
+    train_from_prior: float = _f(0.0, lo=0, hi=1)
 
 
 COMBINE_MODES = ("mean", "median")  # how the K hypotheses of one person are combined (SamplingConfig.combine)
@@ -139,6 +148,19 @@ class SamplingConfig:
     eta: float = _f(1.0, lo=0)  # DDIM noise: 0 deterministic, 1 DDPM-like (DiffusionDet's default)
     ensemble: int = _f(1, lo=1)  # hypotheses K per person, combined into one pose
     combine: str = _f("mean", choices=COMBINE_MODES)  # "mean" (heatmap mean) or "median" (keypoint median)
+
+
+@dataclass
+class CalibrationConfig:
+    """Per-joint score and uncertainty from what a diffusion model knows, fitted on training data only
+    (``scripts/calibrate.py``; :mod:`diffpose.estimators.calibration` names the features). Empty (the default):
+    the score is the heatmap maximum and the uncertainty the RMS spread of the hypotheses."""
+
+    score_bias: tuple[float, ...] = ()  # (J,) logistic intercepts: P(joint within half a head size)
+    score_weights: tuple[float, ...] = ()  # (F,) logistic weights of the features
+    error_bias: tuple[float, ...] = ()  # (J,) intercepts of log(1 + expected error in crop pixels)
+    error_weights: tuple[float, ...] = ()  # (F,)
+    fitted_on: str = ""  # the data and sampling it was fitted with, for the record
 
 
 @dataclass
@@ -183,6 +205,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -93,6 +93,14 @@ def validate_config(cfg: Any) -> Any:
     if m.decoder.self_condition and m.decoder.predicts != "heatmap":
         raise ConfigError("config key model.decoder.self_condition: true needs model.decoder.predicts=heatmap, "
                           f"got {m.decoder.predicts!r}")
+    d = cfg.diffusion
+    if d.start == "prior" and not m.decoder.prior_head:
+        raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")
+    if d.start == "prior" and d.start_t >= d.timesteps:
+        raise ConfigError(f"config key diffusion.start_t: {d.start_t} is not below diffusion.timesteps = {d.timesteps}")
+    if d.start == "prior" and cfg.sampling.steps > d.start_t + 1:
+        raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than the {d.start_t + 1} steps "
+                          f"from diffusion.start_t = {d.start_t}")
     if cfg.sampling.steps > cfg.diffusion.timesteps:
         raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than diffusion.timesteps = "
                           f"{cfg.diffusion.timesteps}")

@@ -13,7 +13,9 @@ Rows (``--rows``, default all):
 * ``regression``: backbone + STRL + a plain heatmap head over the clip, no diffusion;
 * ``diffpose``: the full model (LMSFI);
 * ``concat``: DiffPose without LMSFI (x_t features concatenated to the condition);
-* ``oneframe``: DiffPose with a 1-frame STRL (the key frame only).
+* ``oneframe``: DiffPose with a 1-frame STRL (the key frame only);
+* ``prior``: DiffPose whose sampling starts from its own regression head's heatmap noised to ``t = 600``
+  (``diffusion.start=prior``), trained on ``x_t`` noised from the ground truth or from that prior.
 
     python scripts/ablation.py --data data/st_big --init runs/tiny_baseline/final.pt --out runs/ablation \\
         --eval data/st_big data/st_heldout
@@ -36,11 +38,13 @@ ROWS = {
     "diffpose": ["model.kind=diffpose"],
     "concat": ["model.kind=diffpose", "model.decoder.fusion=concat"],
     "oneframe": ["model.kind=diffpose", "model.num_frames=1", "data.frame_offsets=[0]"],
+    "prior": ["model.kind=diffpose", "model.decoder.prior_head=true", "diffusion.start=prior", "diffusion.start_t=600",
+              "diffusion.train_from_prior=0.5"],
 }
 SAMPLES = {"baseline": False, "regression": False}  # the others sample (diffusion)
 LABELS = {"baseline": "single-frame baseline", "regression": "temporal regression (STRL + heatmap head)",
           "diffpose": "DiffPose", "concat": "DiffPose without LMSFI (concatenation)",
-          "oneframe": "DiffPose with a 1-frame STRL"}
+          "oneframe": "DiffPose with a 1-frame STRL", "prior": "DiffPose, prior start (regression head + diffusion)"}
 SETTINGS = [(1, 1), (4, 4)]
 
 

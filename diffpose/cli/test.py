@@ -7,6 +7,10 @@ from a COCO/PoseTrack detection file (--boxes DET.json). Predictions are written
 OUT/predictions/<video>.json in the form poseval reads, and the AP table (with AP on occluded joints when the
 ground truth flags them, as SynthTrack does) is printed and saved to OUT/ap.json with the settings used.
 
+With GT boxes, ap.json also says how well the predicted uncertainty and the joint score flag wrong joints
+(error above half the head size, poseval's PCKh@0.5): its "uncertainty" section holds their AUROCs and
+reliability bins (null with --boxes DET.json), drawn in OUT/reliability.png when matplotlib is installed.
+
 examples:
   diffpose test -c runs/tiny/final.pt --data synthtrack --out runs/tiny/test
   diffpose test -c runs/tiny/final.pt --data synthtrack --steps 4 --ensemble 8 --out runs/tiny/s4k8
@@ -32,6 +36,7 @@ from diffpose.cli.args import (
     warn_unused_sampling,
 )
 from diffpose.engine.tester import run_test
+from diffpose.evaluation.uncertainty import PLOTS_HINT, plot_reliability, report_summary
 from diffpose.io_utils import atomic_write_text, check_not_input, output_target
 
 
@@ -56,16 +61,23 @@ def run(args: argparse.Namespace) -> int:
     sampling_from_args(args)
     inputs = [args.data, checkpoint] + ([args.boxes] if args.boxes != "gt" else [])
     check_not_input(args.out, inputs, flag="--out")  # never among the annotations: later reads would fail
-    output_target(Path(args.out) / "ap.json")  # a FIFO or device named ap.json is refused now; nothing is created
+    for name in ("ap.json", "reliability.png"):  # a FIFO or device of that name is refused now; nothing is created
+        output_target(Path(args.out) / name)
+    report: dict = {}
     result, predictor = run_test(checkpoint, args.data, args.split, args.out, boxes=args.boxes, device=args.device,
-                                 progress=not args.no_progress, min_box_score=args.min_box_score,
+                                 progress=not args.no_progress, min_box_score=args.min_box_score, uncertainty=report,
                                  seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))
     warn_unused_sampling(args, predictor.samples)
     print(f"PoseTrack AP on {args.split} ({result.frames_evaluated} frames), {predictor.sampling_summary()}")
     print(result.table())
     out = {"checkpoint": str(checkpoint), "split": args.split, "kind": predictor.estimator.kind,
            "sampling": predictor.estimator.sampling_record(predictor.sampling), "boxes": args.boxes,
-           **result.to_json()}
+           **result.to_json(), "uncertainty": report or None}
     atomic_write_text(json.dumps(out, indent=2) + "\n", Path(args.out) / "ap.json")
+    if report:
+        print(report_summary(report))
+        title = f"{Path(checkpoint).name} on {args.split}, {predictor.sampling_summary()}"
+        plot = plot_reliability(report, Path(args.out) / "reliability.png", title)
+        print(f"wrote {plot}" if plot else f"{PLOTS_HINT} for {Path(args.out) / 'reliability.png'}")
     print(f"wrote {Path(args.out) / 'ap.json'} and {Path(args.out) / 'predictions'}/")
     return 0

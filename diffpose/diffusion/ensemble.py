@@ -27,7 +27,7 @@ import torch
 from diffpose.codec import HeatmapCodec
 from diffpose.config import COMBINE_MODES
 from diffpose.diffusion.sampler import ddim_sample
-from diffpose.diffusion.schedule import HeatmapDiffusion
+from diffpose.diffusion.schedule import HeatmapDiffusion, randn
 from diffpose.errors import DiffPoseError
 
 
@@ -41,6 +41,9 @@ class PoseSamples:
         scores: ``(B, J)`` confidence in ``[0, 1]`` (heatmap maximum; see ``combine``).
         hypotheses_keypoints: ``(B, K, J, 2)`` each hypothesis decoded on its own, crop pixels.
         uncertainty: ``(B, J)`` RMS distance of the hypotheses to ``keypoints``, crop pixels.
+        prior_keypoints, prior_scores: ``(B, J, 2)`` and ``(B, J)``, the prior head's heatmap decoded, when
+            sampling started from it (else None).
+        spread: ``(B, J)`` the raw RMS spread (``uncertainty`` before any calibration replaces it).
     """
 
     heatmaps: torch.Tensor
@@ -48,6 +51,13 @@ class PoseSamples:
     scores: torch.Tensor
     hypotheses_keypoints: torch.Tensor
     uncertainty: torch.Tensor
+    prior_keypoints: torch.Tensor | None = None
+    prior_scores: torch.Tensor | None = None
+
+    @property
+    def spread(self) -> torch.Tensor:
+        """``(B, J)`` RMS distance of the hypotheses to ``keypoints``, crop pixels (0 for one hypothesis)."""
+        return (self.hypotheses_keypoints - self.keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()
 
 
 def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine: str = "mean") -> PoseSamples:
@@ -78,7 +88,8 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
 def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, clips: torch.Tensor | None = None,
                  cond: torch.Tensor | None = None, steps: int = 1, eta: float = 1.0, hypotheses: int = 1,
                  combine: str = "mean", generator: torch.Generator | None = None, predicts: str | None = None,
-                 self_condition: bool | None = None) -> PoseSamples:
+                 self_condition: bool | None = None, start: str = "noise", start_t: int | None = None
+                 ) -> PoseSamples:
     """Sample poses for ``B`` clips with ``K = hypotheses`` noise maps each, in one batch of ``B*K``.
 
     Args:
@@ -92,6 +103,9 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
             default: the network's own ``predicts`` (``"signal"`` when it has none).
         self_condition: the network reads its previous estimate (``net.denoise(x_t, t, pyramid, prev)``, a
             heatmap; none at the first step); default: the network's own ``self_condition`` (else False).
+        start: ``"noise"`` (DDIM from pure noise at ``T-1``, the paper's) or ``"prior"``: every hypothesis starts
+            from the network's prior heatmap (``net.heatmaps(cond)``, its regression head) noised to ``start_t``
+            with its own noise, and the first step self-conditions on the prior.
 
     Returns:
         :class:`PoseSamples`. The network is called: STRL once, ``prepare`` once, ``denoise`` ``S`` times.
@@ -112,6 +126,16 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     b, k = cond.shape[0], hypotheses
     pyramid = net.prepare(cond).expand(k)  # B*K rows
     shape = (b * k, net.num_joints, *net.heatmap_size)
+    x_T = prev = None
+    if start == "prior":
+        if start_t is None:
+            raise DiffPoseError("a prior start needs start_t", field="diffusion.start_t")
+        prior = net.heatmaps(cond).clamp(0, 1).repeat_interleave(k, dim=0)  # (B*K, J, H, W) heatmaps
+        prev = diffusion.signal.encode(prior)  # (B*K, J, H, W) signal space
+        t_start = torch.full((b * k,), int(start_t), dtype=torch.long)
+        x_T = diffusion.q_sample(prev, t_start, randn(shape, generator, cond.device, prev.dtype))
+    elif start != "noise":
+        raise DiffPoseError(f"unknown sampling start {start!r}; choose noise or prior", field="diffusion.start")
     last: list[torch.Tensor] = []  # the network's latest output, when it predicts heatmaps
 
     def denoise_fn(x_t: torch.Tensor, t: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,13 +149,17 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
         last[:] = [out]
         return diffusion.signal.encode(out)  # signal space
 
-    x0 = ddim_sample(denoise_fn, shape, diffusion, steps, eta, generator, cond.device, cond.dtype,
-                     self_condition=self_condition)  # (B*K, J, H, W)
+    x0 = ddim_sample(denoise_fn, shape, diffusion, steps, eta, generator, cond.device, cond.dtype, x_T=x_T,
+                     self_condition=self_condition, start=start_t if start == "prior" else None,
+                     prev=prev)  # (B*K, J, H, W)
     # The last step returns the clamped prediction: decoded, that is the network's heatmap clamped to [0, 1]
     # (the same values up to float rounding, without the round trip through the signal space).
     heatmaps = last[0].clamp(0, 1) if last else diffusion.signal.decode(x0, clamp=True)  # (B*K, J, H, W) in [0, 1]
     hyp = heatmaps.reshape(b, k, *heatmaps.shape[1:])  # (B, K, J, H, W)
-    return combine_hypotheses(hyp, codec, combine)
+    out = combine_hypotheses(hyp, codec, combine)
+    if start == "prior":
+        out.prior_keypoints, out.prior_scores = codec.decode(diffusion.signal.decode(prev[::k], clamp=True))
+    return out
 
 
 def sample_from_config(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, sampling: Any,

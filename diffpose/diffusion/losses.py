@@ -53,6 +53,7 @@ def sample_timesteps(batch: int, timesteps: int, generator: torch.Generator | No
 
     Uniform on ``0 .. T-1``, except that a fraction ``pure_noise`` of the samples (in expectation) is put at
     ``T-1``, the pure-noise end where the first DDIM step starts and only the condition carries information.
+    (A sampler that starts at step ``start_t`` from a noised prior trains with ``timesteps = start_t + 1``.)
     At low noise the network can copy ``x_t``; the extra pure-noise samples make it learn the
     condition -> heatmap path sooner (docs/model.md, "Choices where the paper is silent").
     """
@@ -66,19 +67,25 @@ def sample_timesteps(batch: int, timesteps: int, generator: torch.Generator | No
 
 def training_noise(batch: int, shape: tuple[int, ...], diffusion: HeatmapDiffusion,
                    generator: torch.Generator | None = None, pure_noise: float = 0.0,
-                   self_condition: float = 0.0) -> dict[str, torch.Tensor]:
-    """The random draws of one training batch, on the CPU: ``t (B,)`` (see :func:`sample_timesteps`), then
-    ``noise (B, *shape)``, then (with ``self_condition`` > 0) ``self_cond (B,)`` bool with that probability
-    (the samples trained on their own first estimate), in that order from ``generator``.
+                   self_condition: float = 0.0, start_t: int | None = None,
+                   from_prior: float = 0.0) -> dict[str, torch.Tensor]:
+    """The random draws of one training batch, on the CPU: ``t (B,)`` (see :func:`sample_timesteps`; in
+    ``0 .. start_t`` when given, else ``0 .. T-1``), then ``noise (B, *shape)``, then (with ``self_condition`` > 0)
+    ``self_cond (B,)`` bool with that probability (the samples trained on their own first estimate), then (with
+    ``from_prior`` > 0) ``from_prior (B,)`` bool (the samples whose ``x_t`` is noised from the model's prior
+    instead of the ground truth), in that order from ``generator``.
 
     Drawing a whole global batch from one generator and slicing it per process makes N processes see exactly
     the draws one process would (the trainer's DDP parity).
     """
-    t = sample_timesteps(batch, diffusion.timesteps, generator, "cpu", pure_noise)  # (B,)
+    steps = diffusion.timesteps if start_t is None else int(start_t) + 1
+    t = sample_timesteps(batch, steps, generator, "cpu", pure_noise)  # (B,)
     noise = randn((batch, *shape), generator, "cpu")  # (B, J, H, W)
     draws = {"t": t, "noise": noise}
     if self_condition > 0:
         draws["self_cond"] = torch.rand((batch,), generator=generator) < self_condition  # (B,)
+    if from_prior > 0:
+        draws["from_prior"] = torch.rand((batch,), generator=generator) < from_prior  # (B,)
     return draws
 
 

@@ -25,11 +25,15 @@ from diffpose.errors import DiffPoseError
 DenoiseFn = Callable[..., torch.Tensor]  # (x_t, t) or, self-conditioned, (x_t, t, prev) -> x0 (signal space)
 
 
-def ddim_time_pairs(timesteps: int, steps: int) -> list[tuple[int, int]]:
-    """``[(t, t_next), ...]`` from ``T-1`` down to ``-1`` in ``steps`` pairs."""
-    if not 1 <= steps <= timesteps:
-        raise DiffPoseError(f"sampling steps must be in 1..{timesteps}, got {steps}", field="sampling.steps")
-    times = torch.linspace(-1, timesteps - 1, steps + 1).int().tolist()[::-1]
+def ddim_time_pairs(timesteps: int, steps: int, start: int | None = None) -> list[tuple[int, int]]:
+    """``[(t, t_next), ...]`` from ``start`` (default ``T-1``) down to ``-1`` in ``steps`` pairs."""
+    start = timesteps - 1 if start is None else int(start)
+    if not 0 <= start < timesteps:
+        raise DiffPoseError(f"sampling start step must be in 0..{timesteps - 1}, got {start}",
+                            field="diffusion.start_t")
+    if not 1 <= steps <= start + 1:
+        raise DiffPoseError(f"sampling steps must be in 1..{start + 1}, got {steps}", field="sampling.steps")
+    times = torch.linspace(-1, start, steps + 1).int().tolist()[::-1]
     return list(zip(times[:-1], times[1:]))
 
 
@@ -83,8 +87,9 @@ def ddim_step(diffusion: HeatmapDiffusion, x_t: torch.Tensor, x0_pred: torch.Ten
 def ddim_sample(denoise_fn: DenoiseFn, shape: tuple[int, ...], diffusion: HeatmapDiffusion, steps: int = 1,
                 eta: float = 1.0, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float32, x_T: torch.Tensor | None = None,
-                self_condition: bool = False) -> torch.Tensor:
-    """Run DDIM from pure noise and return the final x0 in signal space.
+                self_condition: bool = False, start: int | None = None, prev: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Run DDIM from step ``start`` (default ``T-1``, pure noise) and return the final x0 in signal space.
 
     Args:
         denoise_fn: ``(x_t (N, J, H, W), t (N,) long) -> x0_hat (N, J, H, W)``, called ``steps`` times.
@@ -92,16 +97,18 @@ def ddim_sample(denoise_fn: DenoiseFn, shape: tuple[int, ...], diffusion: Heatma
         diffusion: schedule and signal; steps: number of DDIM steps ``S``; eta: see :func:`ddim_step`.
         generator: draws ``x_T`` and the per-step noise (same seed -> same sample).
         device, dtype: where the sample lives.
-        x_T: optional starting noise ``(N, J, H, W)`` (then ``generator`` only drives the per-step noise).
-        self_condition: call ``denoise_fn(x_t, t, prev)`` with the previous step's clamped ``x0`` (None at the
+        x_T: optional starting sample ``(N, J, H, W)`` at step ``start`` (then ``generator`` only drives the
+            per-step noise); pure noise when not given.
+        self_condition: call ``denoise_fn(x_t, t, prev)`` with the previous step's clamped ``x0`` (``prev`` at the
             first step), for a network trained with self-conditioning.
+        start: the first step (``diffusion.start_t`` when sampling starts from a noised prior).
+        prev: the estimate the first step self-conditions on, signal space (None: none yet).
 
     Returns:
         ``x0 (N, J, H, W)`` in ``[-s, s]``.
     """
-    pairs = ddim_time_pairs(diffusion.timesteps, steps)
+    pairs = ddim_time_pairs(diffusion.timesteps, steps, start)
     x = randn(shape, generator, device, dtype) if x_T is None else x_T.to(device=device, dtype=dtype)
-    prev = None
     for t, t_next in pairs:
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)  # (N,)
         x0 = denoise_fn(x, t_batch, prev) if self_condition else denoise_fn(x, t_batch)  # (N, J, H, W)

@@ -9,11 +9,15 @@ transform; a joint's score is its heatmap maximum times the box score (DCPose).
 Prediction files follow poseval's expectations: one per GT video, same name, every GT image in GT order,
 ``categories``, ``track_id`` unique within each frame, the score in both ``scores`` and the ``v`` slot, and
 the never-labelled ears written as absent.
+
+With GT boxes each prediction belongs to one GT person, so its per-joint errors also say whether the predicted
+uncertainty and the score flag the joints it gets wrong (:mod:`diffpose.evaluation.uncertainty`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +32,7 @@ from diffpose.data.records import Detection, Frame, Person, Video
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose, Predictor, load_estimator
 from diffpose.evaluation import EvalResult, evaluate_dirs
+from diffpose.evaluation.uncertainty import joint_errors, uncertainty_report
 from diffpose.io_utils import check_writable
 from diffpose.keypoints import POSETRACK18_UNLABELED
 
@@ -82,9 +87,14 @@ def prediction_videos(videos: list[Video], items: list[ClipItem], preds: list[Pe
 
 def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_dir: str | Path,
                    detections: list[Detection] | None = None, min_box_score: float = 0.0, workers: int = 0,
-                   progress: bool = False) -> EvalResult:
+                   progress: bool = False, uncertainty: dict[str, Any] | None = None) -> EvalResult:
     """Predict every person box of ``split`` (GT boxes, or ``detections``), write ``out_dir/predictions/*.json``
-    and score them (with AP on occluded joints when the ground truth flags them)."""
+    and score them (with AP on occluded joints when the ground truth flags them).
+
+    With GT boxes and a dict ``uncertainty``, that dict is filled with
+    :func:`~diffpose.evaluation.uncertainty.uncertainty_report` (do the predicted uncertainty and the score flag
+    the wrong joints?); with ``detections`` it is left empty (a detection has no GT person of its own).
+    """
     videos = load_split(data_root, split)
     items = gt_items(videos) if detections is None else detection_items(videos, detections, min_box_score)
     if not items:
@@ -95,16 +105,21 @@ def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_
     for video in prediction_videos(videos, items, preds):
         write_posetrack18(video, pred_dir / f"{video.name}.json")
     occluded = any(p.occluded is not None for v in videos for f in v.frames for p in f.persons)
-    return evaluate_dirs(Path(data_root) / "annotations" / split, pred_dir, occluded=occluded)
+    result = evaluate_dirs(Path(data_root) / "annotations" / split, pred_dir, occluded=occluded)
+    if uncertainty is not None and detections is None:
+        uncertainty.update(uncertainty_report(joint_errors(videos, items, preds)))
+    return result
 
 
 def run_test(checkpoint: str | Path, data_root: str | Path, split: str, out_dir: str | Path,
              boxes: str = "gt", device: str = "auto", progress: bool = True, min_box_score: float = 0.0,
-             workers: int | None = None, **predictor_args) -> tuple[EvalResult, Predictor]:
+             workers: int | None = None, uncertainty: dict[str, Any] | None = None,
+             **predictor_args) -> tuple[EvalResult, Predictor]:
     """Predict a split with a checkpoint (``predictor_args``: sampling settings, ``seed``, ``batch_size``; unset
     sampling settings come from the checkpoint), write prediction files to ``out_dir/predictions``, score them.
 
-    Returns the result and the predictor (whose ``sampling`` says how the predictions were made).
+    Returns the result and the predictor (whose ``sampling`` says how the predictions were made). A dict
+    ``uncertainty`` is filled with the uncertainty report when ``boxes`` is ``"gt"`` (see :func:`evaluate_split`).
     """
     dev = resolve_device(device, field="--device")
     estimator = load_estimator(checkpoint, dev)
@@ -115,5 +130,6 @@ def run_test(checkpoint: str | Path, data_root: str | Path, split: str, out_dir:
         check_dropped(boxes, len(detections), len(kept), dropped, "test")  # every box dropped: an error
     workers = estimator.cfg.data.workers if workers is None else workers
     with torch.inference_mode():
-        result = evaluate_split(predictor, data_root, split, out_dir, detections, min_box_score, workers, progress)
+        result = evaluate_split(predictor, data_root, split, out_dir, detections, min_box_score, workers, progress,
+                                uncertainty)
     return result, predictor

@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import torch
 
 from diffpose.config import Config, SamplingConfig
-from diffpose.diffusion import HeatmapDiffusion, PoseSamples, sample_poses, training_loss, training_noise
+from diffpose.diffusion import HeatmapDiffusion, PoseSamples, heatmap_mse, sample_poses, training_loss, training_noise
 from diffpose.estimators.base import Batch, PoseEstimator
+from diffpose.estimators.calibration import apply_calibration
 
 SELF_CONDITION_RATE = 0.5  # share of training samples that refine their own first estimate (Chen et al. 2023)
 
@@ -35,17 +36,26 @@ class DiffusionEstimator(PoseEstimator):
         self.diffusion = HeatmapDiffusion.from_config(cfg.diffusion)
         self.predicts = cfg.model.decoder.predicts
         self.self_condition = cfg.model.decoder.self_condition
+        self.prior_head = cfg.model.decoder.prior_head
+        d = cfg.diffusion
+        self.start, self.start_t = d.start, (d.start_t if d.start == "prior" else None)
+        if self.prior_head:  # the exported model also needs the prior head (cond -> heatmaps)
+            self.graph_methods = (*type(self).graph_methods, "heatmaps")
 
     def training_noise(self, generator: torch.Generator, batch: int) -> dict[str, torch.Tensor]:
         """``t (B,)``, ``noise (B, J, H, W)`` and, when self-conditioning, ``self_cond (B,)``, drawn in that order."""
         shape = (self.net.num_joints, *self.net.heatmap_size)
-        return training_noise(batch, shape, self.diffusion, generator, self.cfg.diffusion.train_pure_noise,
-                              SELF_CONDITION_RATE if self.self_condition else 0.0)
+        d = self.cfg.diffusion
+        return training_noise(batch, shape, self.diffusion, generator, d.train_pure_noise,
+                              SELF_CONDITION_RATE if self.self_condition else 0.0, self.start_t,
+                              d.train_from_prior if self.start == "prior" else 0.0)
 
     def loss(self, batch: Batch, noise: dict[str, torch.Tensor],
              forward: Callable[..., torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         net = forward or self.net
         frames = batch["frames"]  # (B, T, 3, H, W)
+        if self.prior_head:
+            return self._loss_with_prior(net, batch, noise)
         if self.self_condition:
             denoise = lambda x_t, t: net(frames, x_t, t, noise["self_cond"])  # noqa: E731
         else:
@@ -54,9 +64,33 @@ class DiffusionEstimator(PoseEstimator):
                                 noise["noise"], predicts=self.predicts)
         return {"loss": loss}
 
+    def _loss_with_prior(self, net: Callable[..., Any], batch: Batch, noise: dict[str, torch.Tensor]
+                         ) -> dict[str, torch.Tensor]:
+        """Denoising loss plus the prior head's heatmap MSE (the regression loss of the temporal regressor).
+
+        ``x_t`` is noised from the ground truth, or, for the samples ``from_prior`` marks, from the network's own
+        (detached) prior: what a prior-started sampler feeds the decoder at test time.
+        """
+        target, weights, t, eps = batch["heatmaps"], batch["weights"], noise["t"], noise["noise"]
+        x0_gt = self.diffusion.signal.encode(target)  # (B, J, H, W)
+        from_prior = noise.get("from_prior")
+
+        def make_x_t(prior: torch.Tensor) -> torch.Tensor:  # prior (B, J, H, W) detached heatmaps in [0, 1]
+            x0 = x0_gt
+            if from_prior is not None:
+                x0 = torch.where(from_prior[:, None, None, None], self.diffusion.signal.encode(prior), x0_gt)
+            return self.diffusion.q_sample(x0, t, eps)  # (B, J, H, W)
+
+        x0_hat, prior = net(batch["frames"], make_x_t, t, noise.get("self_cond"))
+        pred = x0_hat.float() if self.predicts == "heatmap" else self.diffusion.signal.decode(x0_hat.float())
+        denoise = heatmap_mse(pred, target, weights)
+        regress = heatmap_mse(prior.float(), target, weights)
+        return {"loss": denoise + regress, "denoise_loss": denoise.detach(), "prior_loss": regress.detach()}
+
     def predict_condition(self, cond: torch.Tensor, sampling: SamplingConfig | None = None,
                           generator: torch.Generator | None = None) -> PoseSamples:
         s = sampling or self.cfg.sampling
-        return sample_poses(self.net, self.diffusion, self.codec, cond=cond, steps=s.steps, eta=s.eta,
+        out = sample_poses(self.net, self.diffusion, self.codec, cond=cond, steps=s.steps, eta=s.eta,
                             hypotheses=s.ensemble, combine=s.combine, generator=generator, predicts=self.predicts,
-                            self_condition=self.self_condition)
+                           self_condition=self.self_condition, start=self.start, start_t=self.start_t)
+        return apply_calibration(out, self.cfg.calibration)  # unchanged when the checkpoint holds no fit

@@ -16,11 +16,14 @@ Inference may cache per-frame features across overlapping clips and call
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from diffpose.config import ModelConfig
-from diffpose.models.build import build_backbone, build_decoder, build_strl, check_geometry
+from diffpose.models.build import build_backbone, build_decoder, build_head, build_strl, check_geometry
+from diffpose.models.heads import ViTPoseHead
 from diffpose.models.network import ClipNetwork
 from diffpose.models.pose_decoder import ConditionPyramid, PoseDecoder
 from diffpose.models.strl import STRL
@@ -34,20 +37,24 @@ class DiffPoseNet(ClipNetwork):
         strl: ``(B, T, D, h, w) -> (B, C, h, w)``.
         decoder: :class:`PoseDecoder`.
         num_joints, num_frames: ``J`` and ``T``; heatmap_size: ``(H, W)``.
+        prior_head: optional regression head on the condition, ``(B, C, h, w) -> (B, J, H, W)`` heatmaps (the
+            prior a sampler may start from; :meth:`heatmaps`).
     """
 
     def __init__(self, backbone: nn.Module, strl: STRL, decoder: PoseDecoder, num_joints: int, num_frames: int,
-                 heatmap_size: tuple[int, int], neighbour_grad: bool = True):
+                 heatmap_size: tuple[int, int], neighbour_grad: bool = True, prior_head: ViTPoseHead | None = None):
         super().__init__(backbone, num_joints, num_frames, heatmap_size, neighbour_grad)
         self.strl = strl
         self.decoder = decoder
+        self.prior_head = prior_head
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> DiffPoseNet:
         """The network of ``cfg`` (random initialisation)."""
         grid = check_geometry(cfg)
+        prior = build_head(cfg, in_dim=cfg.strl.out_dim) if cfg.decoder.prior_head else None
         return cls(build_backbone(cfg), build_strl(cfg, grid), build_decoder(cfg), cfg.num_joints, cfg.num_frames,
-                   cfg.heatmap_size, cfg.backbone.neighbour_grad)
+                   cfg.heatmap_size, cfg.backbone.neighbour_grad, prior)
 
     @property
     def self_condition(self) -> bool:
@@ -65,6 +72,12 @@ class DiffPoseNet(ClipNetwork):
     def condition_from_features(self, feats: torch.Tensor) -> torch.Tensor:
         """``feats (B, T, D, h, w)`` -> condition ``(B, C, h, w)`` (STRL)."""
         return self.strl(feats, key=self.key_index)  # (B, C, h, w)
+
+    def heatmaps(self, cond: torch.Tensor) -> torch.Tensor:
+        """``cond (B, C, h, w)`` -> the prior head's heatmaps ``(B, J, H, W)`` (unclamped; needs a prior head)."""
+        if self.prior_head is None:
+            raise AttributeError("this DiffPoseNet has no prior head (model.decoder.prior_head=false)")
+        return self.prior_head(cond)  # (B, J, H, W)
 
     def prepare(self, cond: torch.Tensor) -> ConditionPyramid:
         """``cond (B, C, h, w)`` -> the decoder's x_t-independent condition pyramid (once per clip)."""
@@ -90,18 +103,34 @@ class DiffPoseNet(ClipNetwork):
         pyramid = cond if isinstance(cond, ConditionPyramid) else self.prepare(cond)
         return self.decoder(x_t, t, pyramid, prev)  # (B, J, H, W)
 
-    def forward(self, frames: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                self_cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, x_t: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+                t: torch.Tensor, self_cond: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Training path (one step per clip): ``frames (B, T, 3, H_in, W_in)``, ``x_t (B, J, H, W)``, ``t (B,)``.
 
         With self-conditioning, ``self_cond (B,)`` bool marks the clips that first estimate ``x0`` without
-        gradients and then refine with that estimate as ``prev`` (the others get ``prev`` = zeros, as the first
-        DDIM step does); the condition is computed once for both passes.
+        gradients and then refine with that estimate as ``prev``; the others get ``prev`` = zeros (or, with a prior
+        head, the prior), as the first DDIM step does. The condition is computed once for both passes.
+
+        With a prior head, ``x_t`` may be a function of the detached, clamped prior heatmaps ``(B, J, H, W)``
+        (the caller noises them: this network knows no schedule), and the result is ``(x0_hat, prior)``, the
+        prior unclamped and with gradients (it is trained too).
         """
-        pyramid = self.prepare(self.encode_condition(frames))
-        prev = None
+        cond = self.encode_condition(frames)  # (B, C, h, w)
+        pyramid = self.prepare(cond)
+        prior = first_prev = None
+        if self.prior_head is not None:
+            prior = self.heatmaps(cond)  # (B, J, H, W)
+            first_prev = prior.detach().clamp(0, 1)
+        if callable(x_t):
+            if first_prev is None:
+                raise TypeError("x_t as a function of the prior needs a prior head")
+            x_t = x_t(first_prev)  # (B, J, H, W)
+        prev = first_prev
         if self.self_condition and self_cond is not None and bool(self_cond.any()):
             with torch.no_grad():
-                first = self.decoder(x_t, t, pyramid).clamp(0, 1)  # (B, J, H, W) heatmaps
-            prev = first * self_cond.to(first.dtype)[:, None, None, None]  # (B, J, H, W)
-        return self.decoder(x_t, t, pyramid, prev)  # (B, J, H, W)
+                first = self.decoder(x_t, t, pyramid, first_prev).clamp(0, 1)  # (B, J, H, W) heatmaps
+            sc = self_cond.to(first.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+            prev = first * sc if first_prev is None else first * sc + first_prev * (1 - sc)  # (B, J, H, W)
+        out = self.decoder(x_t, t, pyramid, prev)  # (B, J, H, W)
+        return out if prior is None else (out, prior)

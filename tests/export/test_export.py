@@ -120,3 +120,13 @@ def test_the_light_step_and_cross_strl_export_with_parity(tmp_path):
     cfg = load_config("tiny", overrides=[*OPTIONS, "model.decoder.step=light", "model.strl.queries=cross",
                                          "model.strl.neighbour_pool=2"])
     _export_and_compare(build_estimator(cfg).eval(), tmp_path, clips=3, sampling=SamplingConfig(steps=2, ensemble=3))
+
+
+def test_a_prior_start_model_exports_its_prior_head_with_parity(tmp_path):
+    """`diffusion.start=prior`: the exported model carries the prior head (`heatmaps` graph) and samples from it."""
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=[*OPTIONS, "model.decoder.prior_head=true", "diffusion.start=prior",
+                                         "diffusion.start_t=600"])
+    net = _export_and_compare(build_estimator(cfg).eval(), tmp_path, clips=2,
+                              sampling=SamplingConfig(steps=2, ensemble=3))
+    assert "heatmaps" in net.sessions
