@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--out", default="grid_out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eta", type=float, help="DDIM eta (default: the checkpoint's, 1.0 unless changed)")
+    parser.add_argument("--combine", help="how hypotheses combine (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
@@ -48,6 +49,7 @@ def main() -> None:
     dataset = ClipDataset(videos, args.data, items, estimator.codec, estimator.offsets, cfg.data.box_enlarge, None)
     grid = [(s, k) for s in args.steps for k in args.ensemble]
     eta = cfg.sampling.eta if args.eta is None else args.eta
+    combine = args.combine or cfg.sampling.combine
     preds: dict[tuple[int, int], list[PersonPose]] = {c: [] for c in grid}
     seconds = dict.fromkeys(grid, 0.0)
     gens = {c: torch.Generator().manual_seed(args.seed) for c in grid}
@@ -69,7 +71,8 @@ def main() -> None:
                                                           batch["matrix"][i].numpy(), item.box, item.score))
             for s, k in grid:
                 t0 = time.perf_counter()
-                out = estimator.predict_condition(cond, SamplingConfig(steps=s, eta=eta, ensemble=k), gens[(s, k)])
+                sampling = SamplingConfig(steps=s, eta=eta, ensemble=k, combine=combine)
+                out = estimator.predict_condition(cond, sampling, gens[(s, k)])
                 seconds[(s, k)] += time.perf_counter() - t0
                 kp, sc, unc = (x.double().numpy() for x in (out.keypoints, out.scores, out.uncertainty))
                 for i in range(kp.shape[0]):
@@ -85,9 +88,10 @@ def main() -> None:
         for video in prediction_videos(videos, items, preds[(s, k)]):
             write_posetrack18(video, pred_dir / f"{video.name}.json")
         r = evaluate_dirs(gt_dir, pred_dir, occluded=True)
-        rows.append({"steps": s, "ensemble": k, "total": r.total, "occluded_total": r.occluded.groups()["Total"],
+        rows.append({"steps": s, "ensemble": k, "combine": combine, "total": r.total,
+                     "occluded_total": r.occluded.groups()["Total"],
                      "groups": r.groups, "decoder_ms_per_clip": 1000 * seconds[(s, k)] / len(items)})
-    print(f"eta = {eta}; {len(items)} clips; condition (backbone + STRL) "
+    print(f"eta = {eta}, combine = {combine}; {len(items)} clips; condition (backbone + STRL) "
           f"{1000 * cond_seconds / len(items):.1f} ms per clip, computed once for the whole grid")
     print(f"{'S':>3} {'K':>3} {'Total':>7} {'Occl.':>7} {'sampling ms/clip':>17}"
           + ("   (S = 0: the prior head alone, no diffusion step)" if prior_row else ""))

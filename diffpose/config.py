@@ -91,6 +91,8 @@ class DecoderConfig:
     fusion: str = _f("lmsfi", choices=("lmsfi", "concat"))
     heat_path: bool = False  # also add the (refined) x_t features to each scale's fused output
     self_condition: bool = False  # the decoder also sees its previous x0 estimate (needs predicts="heatmap")
+    # the decoder predicts a correction of its previous estimate: x0_hat = prev + head(...) (needs self_condition)
+    residual: bool = False
     # a regression head on the condition (ViTPose's head): the prior heatmap sampling can start from
     # (diffusion.start="prior"), trained with the heatmap MSE beside the denoising loss
     prior_head: bool = False
@@ -133,7 +135,7 @@ class DiffusionConfig:
     train_from_prior: float = _f(0.0, lo=0, hi=1)
 
 
-COMBINE_MODES = ("mean", "median")  # how the K hypotheses of one person are combined (SamplingConfig.combine)
+COMBINE_MODES = ("mean", "median", "medoid")  # how the K hypotheses of one person combine (SamplingConfig.combine)
 
 
 @dataclass
@@ -147,7 +149,9 @@ class SamplingConfig:
     steps: int = _f(1, lo=1)  # DDIM steps S
     eta: float = _f(1.0, lo=0)  # DDIM noise: 0 deterministic, 1 DDPM-like (DiffusionDet's default)
     ensemble: int = _f(1, lo=1)  # hypotheses K per person, combined into one pose
-    combine: str = _f("mean", choices=COMBINE_MODES)  # "mean" (heatmap mean) or "median" (keypoint median)
+    # "mean" (heatmap mean, then its peak), "median" (keypoint median), "medoid" (per joint, the hypothesis
+    # nearest to all others: a mode, never a point between two answers)
+    combine: str = _f("mean", choices=COMBINE_MODES)
 
 
 @dataclass

@@ -93,6 +93,8 @@ def validate_config(cfg: Any) -> Any:
     if m.decoder.self_condition and m.decoder.predicts != "heatmap":
         raise ConfigError("config key model.decoder.self_condition: true needs model.decoder.predicts=heatmap, "
                           f"got {m.decoder.predicts!r}")
+    if m.decoder.residual and not m.decoder.self_condition:
+        raise ConfigError("config key model.decoder.residual: true needs model.decoder.self_condition=true")
     d = cfg.diffusion
     if d.start == "prior" and not m.decoder.prior_head:
         raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")

@@ -15,7 +15,9 @@ Rows (``--rows``, default all):
 * ``concat``: DiffPose without LMSFI (x_t features concatenated to the condition);
 * ``oneframe``: DiffPose with a 1-frame STRL (the key frame only);
 * ``prior``: DiffPose whose sampling starts from its own regression head's heatmap noised to ``t = 600``
-  (``diffusion.start=prior``), trained on ``x_t`` noised from the ground truth or from that prior.
+  (``diffusion.start=prior``), trained on ``x_t`` noised from the ground truth or from that prior;
+* ``residual``: ``prior`` whose every denoising step predicts a correction of its previous estimate
+  (``decoder.residual``), so that it starts as the prior and only learns changes.
 
     python scripts/ablation.py --data data/st_big --init runs/tiny_baseline/final.pt --out runs/ablation \\
         --eval data/st_big data/st_heldout
@@ -40,11 +42,14 @@ ROWS = {
     "oneframe": ["model.kind=diffpose", "model.num_frames=1", "data.frame_offsets=[0]"],
     "prior": ["model.kind=diffpose", "model.decoder.prior_head=true", "diffusion.start=prior", "diffusion.start_t=600",
               "diffusion.train_from_prior=0.5"],
+    "residual": ["model.kind=diffpose", "model.decoder.prior_head=true", "model.decoder.residual=true",
+                 "diffusion.start=prior", "diffusion.start_t=600", "diffusion.train_from_prior=0.5"],
 }
 SAMPLES = {"baseline": False, "regression": False}  # the others sample (diffusion)
 LABELS = {"baseline": "single-frame baseline", "regression": "temporal regression (STRL + heatmap head)",
           "diffpose": "DiffPose", "concat": "DiffPose without LMSFI (concatenation)",
-          "oneframe": "DiffPose with a 1-frame STRL", "prior": "DiffPose, prior start (regression head + diffusion)"}
+          "oneframe": "DiffPose with a 1-frame STRL", "prior": "DiffPose, prior start (regression head + diffusion)",
+          "residual": "DiffPose, prior start, residual steps"}
 SETTINGS = [(1, 1), (4, 4)]
 
 

@@ -8,8 +8,10 @@ diagonal) of labelled joints, per joint group and for the left and right ankle, 
 * ``sampled S/K``: the model sampled as at test time (the ensemble combined), and the **best-of-K oracle**
   (per joint, the hypothesis closest to the ground truth): how much the hypotheses cover the answer, and how far
   the chosen answer is from the best one. Also the mean spread of the hypotheses (RMS, crop pixels).
-* With ``--swap``: the share of right/wrong joints whose prediction lies nearer the mirror joint's ground
-  truth (a left/right swap).
+* ``mirrored clips``: the model sampled at the first setting on horizontally mirrored clips, its keypoints
+  mirrored back and its left/right channels exchanged. If a weak left ankle stays weak here (where the left
+  ankle's answer comes from the right-ankle channel, looking at the mirrored image), the weakness is in the
+  image content; if it moves to the right ankle, it is the network's left-ankle channel.
 
     python scripts/diffusion_probe.py -c diffpose/assets/tiny_diffpose.pt --data data/st_big --out runs/probe
 
@@ -89,6 +91,9 @@ def main() -> None:
     combined = {s: Tally(j) for s in settings}
     oracle = {s: Tally(j) for s in settings}
     spread = {s: [] for s in settings}
+    mirrored, prior_tally = Tally(j), Tally(j)
+    perm = torch.as_tensor(dataset.videos[0].layout.flip_permutation()) if dataset.videos else None
+    crop_w = codec.input_size[0]
     with torch.inference_mode():
         for batch in loader:
             frames, hm, kp = batch["frames"], batch["heatmaps"], batch["keypoints"].numpy()
@@ -97,11 +102,14 @@ def main() -> None:
                                   batch["matrix"].numpy())
             cond = net.encode_condition(frames)  # (B, C, h, w)
             pyr = net.prepare(cond)
+            prior = net.heatmaps(cond).clamp(0, 1) if getattr(net, "prior_head", None) is not None else None
+            if prior is not None:  # the prior head alone, and the prev every first step sees
+                prior_tally.add(np.linalg.norm(codec.decode(prior)[0].numpy() - kp, axis=-1), thr, vis)
             x0 = diffusion.signal.encode(hm)  # (B, J, H, W)
             for t in args.t:
                 tt = torch.full((len(frames),), t, dtype=torch.long)
                 x_t = diffusion.q_sample(x0, tt, torch.randn(x0.shape, generator=gen))
-                out = net.denoise(x_t, tt, pyr)
+                out = net.denoise(x_t, tt, pyr, prior)
                 heat = out.clamp(0, 1) if est.predicts == "heatmap" else diffusion.signal.decode(out, clamp=True)
                 pred, _ = codec.decode(heat)
                 per_t[t].add(np.linalg.norm(pred.numpy() - kp, axis=-1), thr, vis)
@@ -113,16 +121,25 @@ def main() -> None:
                 combined[(s, k)].add(err_c, thr, vis)
                 oracle[(s, k)].add(err_h.min(1), thr, vis)
                 spread[(s, k)].append(res.uncertainty.numpy()[vis])
+            s, k = settings[0]
+            res = sample_poses(net, diffusion, codec, clips=frames.flip(-1), steps=s, eta=args.eta, hypotheses=k,
+                               generator=gen)
+            kp_m = res.keypoints[:, perm].clone()  # (B, J, 2): the mirror joint's channel answers for each joint
+            kp_m[..., 0] = crop_w - 1 - kp_m[..., 0]  # pixel centres: x -> W - 1 - x
+            mirrored.add(np.linalg.norm(kp_m.numpy() - kp, axis=-1), thr, vis)
     report = {"checkpoint": args.checkpoint, "persons": len(items),
               "from_gt_noised": {str(t): per_t[t].summary() for t in args.t},
               "sampled": {f"S{s}K{k}": {"combined": combined[(s, k)].summary(), "oracle": oracle[(s, k)].summary(),
                                         "spread_px": float(np.concatenate(spread[(s, k)]).mean())}
-                          for s, k in settings}}
+                          for s, k in settings},
+              "mirrored": mirrored.summary(), "prior_head": prior_tally.summary() if prior_tally.total.any() else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(report, indent=2) + "\n")
     cols = [*GROUPS, "Total", "L ankle", "R ankle"]
     print(f"PCKh@0.5 (%), {len(items)} persons of {args.data} {args.split}")
     print(f"{'':26s}" + "".join(f"{c:>9s}" for c in cols))
+    if report["prior_head"]:
+        print(f"{'prior head alone':26s}" + "".join(f"{report['prior_head'][c]:9.1f}" for c in cols))
     for t in args.t:
         print(f"{'one step from GT, t=' + str(t):26s}" + "".join(f"{report['from_gt_noised'][str(t)][c]:9.1f}"
                                                               for c in cols))
@@ -130,6 +147,8 @@ def main() -> None:
         print(f"{name + ' combined':26s}" + "".join(f"{r['combined'][c]:9.1f}" for c in cols))
         print(f"{name + ' best-of-K oracle':26s}" + "".join(f"{r['oracle'][c]:9.1f}" for c in cols)
               + f"   spread {r['spread_px']:.2f} px")
+    first = f"S{settings[0][0]}K{settings[0][1]}"
+    print(f"{first + ' on mirrored clips':26s}" + "".join(f"{report['mirrored'][c]:9.1f}" for c in cols))
 
 
 if __name__ == "__main__":

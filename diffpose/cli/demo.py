@@ -6,8 +6,9 @@
    person boxes from the annotations, K diffusion hypotheses per person, people tracked across frames.
 3. Writes OUT/diffpose.mp4 (skeletons coloured by track id, each joint's uncertainty as a circle),
    OUT/predictions/diffpose/<video>.json (PoseTrack18), and OUT/contact_sheet.png.
-4. Runs the bundled single-frame baseline the same way and prints both AP tables against the ground
-   truth, with AP on the joints that are occluded in the pixels.
+4. Runs the bundled temporal regression (the same backbone and STRL with a plain heatmap head, no diffusion)
+   and the single-frame baseline the same way and prints the three AP tables against the ground truth, with
+   AP on the joints that are occluded in the pixels.
 
 example:
   diffpose demo                        # writes demo_out/
@@ -43,7 +44,9 @@ from diffpose.io_utils import atomic_write_bytes, atomic_write_text, check_outpu
 from diffpose.synth import generate, get_preset
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-BUNDLED = {"model": ASSETS / "tiny_diffpose.pt", "baseline": ASSETS / "tiny_baseline.pt"}
+BUNDLED = {"model": ASSETS / "tiny_diffpose.pt", "regression": ASSETS / "tiny_regression.pt",
+           "baseline": ASSETS / "tiny_baseline.pt"}
+ROLE_FOLDERS = {"model": "diffpose", "regression": "regression", "baseline": "baseline"}
 DEMO_MARKER = ".diffpose-demo"  # in OUT: the folder is the demo's own, so its synthtrack/ may be replaced
 
 
@@ -74,6 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7, help="seed of the generated video (default 7)")
     p.add_argument("--frames", type=int, default=36, help="frames of the generated video (default 36)")
     p.add_argument("-c", "--checkpoint", type=Path, help="a checkpoint to demonstrate instead of the bundled DiffPose")
+    p.add_argument("--regression", type=Path,
+                   help="a checkpoint to compare with instead of the bundled temporal regression (no diffusion)")
     p.add_argument("--baseline", type=Path, help="a checkpoint to compare with instead of the bundled baseline")
     add_sampling(p)
     add_device(p)
@@ -113,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     at_least(args.frames, "--frames", 1)
     sampling_from_args(args)
     start = time.perf_counter()
-    checkpoints = {"model": args.checkpoint or BUNDLED["model"], "baseline": args.baseline or BUNDLED["baseline"]}
+    checkpoints = {"model": args.checkpoint or BUNDLED["model"], "regression": args.regression or BUNDLED["regression"],
+                   "baseline": args.baseline or BUNDLED["baseline"]}
     for role, path in checkpoints.items():
         if not Path(path).is_file():
             what = "the bundled one is missing from this installation" if path == BUNDLED[role] else "no such file"
@@ -128,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
     gt_file = sorted(gt_dir.glob("*.json"))[0]
     print(f"generated SynthTrack video {gt_file.stem} ({args.frames} frames) in {data}")
     results: list[tuple[str, EvalResult]] = []
-    for role in ("model", "baseline"):
+    for role in ("model", "regression", "baseline"):
         main = role == "model"
-        pred_dir = out / "predictions" / ("diffpose" if main else "baseline")
+        pred_dir = out / "predictions" / ROLE_FOLDERS[role]
         label, line = _infer(checkpoints[role], gt_file, data, args, pred_dir / gt_file.name,
                              out / "diffpose.mp4" if main else None, out / "frames" if main else None)
         print(line)

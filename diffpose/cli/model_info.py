@@ -113,6 +113,8 @@ def _human(cfg: Any, preset: str, cx: Any, weights: str | None, report: Any) -> 
         ("STRL", f"{p['strl']:,}", f"{g['strl_per_clip']:.3f}", "clip"),
         ("Pose-Decoder: condition pyramid", "(in decoder)", f"{g['decoder_prepare_per_clip']:.3f}", "clip"),
         ("Pose-Decoder: denoising step", f"{p['decoder']:,}", f"{g['decoder_per_step']:.3f}", "step x hypothesis"),
+        *([("prior head (sampling starts from it)", f"{p['prior_head']:,}", f"{g['prior_head_per_clip']:.3f}",
+            "clip")] if "prior_head" in p else []),
         ("DiffPose total", f"{p['total']:,}", f"{cx.clip_gflops(t):.3f}", f"clip ({t} frames, S=1, K=1)"),
         ("baseline head (ViTPose deconv)", f"{p['baseline_head']:,}", f"{g['baseline_head_per_frame']:.3f}",
          "frame"),

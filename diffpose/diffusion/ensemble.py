@@ -12,6 +12,9 @@ Combination (``combine``):
 * ``"mean"`` (default, method §9 row 7): average the ``K`` heatmaps, then decode;
 * ``"median"``: the coordinate-wise median of the ``K`` decoded keypoints (robust to a stray hypothesis);
   the score is then the mean of the hypotheses' scores (their heatmap maxima).
+* ``"medoid"``: per joint, the hypothesis whose keypoint has the smallest summed distance to the others (the
+  first such one on ties): a mode of the hypotheses, never a point between two answers (a left/right
+  ambiguity); score as for ``"median"``.
 
 Uncertainty, per joint, in crop pixels: the RMS distance of the hypotheses' keypoints to the combined
 keypoint, ``sqrt(mean_k |p_k - p|^2)``. It is 0 for ``K = 1``.
@@ -76,8 +79,13 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
     mean_hm = hyp_heatmaps.mean(dim=1)  # (B, J, H, W)
     if combine == "mean":
         keypoints, scores = codec.decode(mean_hm)  # (B, J, 2), (B, J)
-    else:
+    elif combine == "median":
         keypoints = hyp_kp.median(dim=1).values  # (B, J, 2)
+        scores = hyp_scores.mean(dim=1)  # (B, J)
+    else:  # medoid
+        dist = (hyp_kp[:, :, None] - hyp_kp[:, None]).norm(dim=-1).sum(dim=2)  # (B, K, J) summed distance to others
+        pick = dist.argmin(dim=1)  # (B, J)
+        keypoints = hyp_kp.gather(1, pick[:, None, :, None].expand(b, 1, j, 2))[:, 0]  # (B, J, 2)
         scores = hyp_scores.mean(dim=1)  # (B, J)
     uncertainty = (hyp_kp - keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()  # (B, J)
     return PoseSamples(heatmaps=mean_hm, keypoints=keypoints, scores=scores, hypotheses_keypoints=hyp_kp,

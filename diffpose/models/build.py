@@ -59,7 +59,7 @@ def build_decoder(cfg: ModelConfig) -> PoseDecoder:
                        widths=tuple(d.widths), seref_dim=d.seref_dim, seref_depth=d.seref_depth,
                        fuse_depth=d.fuse_depth, num_heads=d.num_heads, mlp_ratio=d.mlp_ratio,
                        conv_depth=d.conv_depth, time_dim=d.time_dim, predicts=d.predicts, fusion=d.fusion,
-                       heat_path=d.heat_path, self_condition=d.self_condition, step=d.step)
+                       heat_path=d.heat_path, self_condition=d.self_condition, step=d.step, residual=d.residual)
 
 
 def build_head(cfg: ModelConfig, in_dim: int | None = None) -> ViTPoseHead:

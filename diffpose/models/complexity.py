@@ -57,10 +57,10 @@ class Complexity:
     gflops: dict[str, float]
 
     def clip_gflops(self, num_frames: int, steps: int = 1, hypotheses: int = 1) -> float:
-        """GFLOPs of one clip: ``T`` backbone passes, STRL, pyramid, ``S * K`` decoder steps."""
+        """GFLOPs of one clip: ``T`` backbone passes, STRL, pyramid (and prior head), ``S * K`` decoder steps."""
         g = self.gflops
         return (num_frames * g["backbone_per_frame"] + g["strl_per_clip"] + g["decoder_prepare_per_clip"]
-                + steps * hypotheses * g["decoder_per_step"])
+                + g.get("prior_head_per_clip", 0.0) + steps * hypotheses * g["decoder_per_step"])
 
 
 def model_complexity(cfg: ModelConfig) -> Complexity:
@@ -94,4 +94,7 @@ def model_complexity(cfg: ModelConfig) -> Complexity:
         "decoder_per_step": count_gflops(net.denoise, x_t, t, pyramid),
         "baseline_head_per_frame": count_gflops(head, frame_feats),
     }
+    if net.prior_head is not None:  # a regression head on the condition, once per clip (diffusion.start=prior)
+        params["prior_head"] = count_params(net.prior_head)
+        gflops["prior_head_per_clip"] = count_gflops(net.heatmaps, cond)
     return Complexity(params=params, gflops=gflops)

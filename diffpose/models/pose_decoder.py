@@ -110,22 +110,25 @@ class PoseDecoder(nn.Module):
         fusion, heat_path: LMSFI options (:mod:`diffpose.models.lmsfi`).
         self_condition: also read the previous ``x0`` estimate (needs ``predicts="heatmap"``).
         step: ``"full"`` (the paper's layers) or ``"light"`` (module docstring).
+        residual: the output is a correction added to ``prev`` (needs ``self_condition``): a step starts from its
+            previous estimate (the prior at a prior start, zeros from pure noise) instead of from nothing.
     """
 
     def __init__(self, num_joints: int, cond_dim: int, heat_dim: int = 64,
                  widths: tuple[int, int, int] = (256, 128, 64), seref_dim: int = 128, seref_depth: int = 2,
                  fuse_depth: int = 2, num_heads: int = 8, mlp_ratio: float = 4.0, conv_depth: int = 2,
                  time_dim: int = 128, predicts: str = "signal", fusion: str = "lmsfi", heat_path: bool = False,
-                 self_condition: bool = False, step: str = "full"):
+                 self_condition: bool = False, step: str = "full", residual: bool = False):
         super().__init__()
         if (predicts not in OUTPUT_SPACES or fusion not in FUSIONS or step not in STEPS
-                or (self_condition and predicts != "heatmap")):
+                or (self_condition and predicts != "heatmap") or (residual and not self_condition)):
             raise DiffPoseError(f"decoder predicts {predicts!r} ({'/'.join(OUTPUT_SPACES)}), fusion {fusion!r} "
                                 f"({'/'.join(FUSIONS)}), step {step!r} ({'/'.join(STEPS)}), self_condition "
-                                f"{self_condition} (needs heatmap)", field="model.decoder")
+                                f"{self_condition} (needs heatmap), residual {residual} (needs self_condition)",
+                                field="model.decoder")
         c1, c2, c3 = widths
         self.num_joints = num_joints
-        self.predicts, self.self_condition = predicts, self_condition
+        self.predicts, self.self_condition, self.residual = predicts, self_condition, residual
         self.light = step == "light"
         # Memory layout inside the decoder (values unchanged). Channels-last: 1x1 and depthwise convolutions run
         # several times faster so on CPU (benchmarks/fast_paths.py compares it with the default layout).
@@ -190,6 +193,7 @@ class PoseDecoder(nn.Module):
         if self.self_condition:
             prev = torch.zeros_like(x_t) if prev is None else prev.to(x_t.dtype)  # (B, J, H, W) heatmaps
             x_t = torch.cat([x_t, prev], dim=1)  # (B, 2J, H, W)
+        base = prev if self.residual else None  # (B, J, H, W): the estimate this step corrects
         x_t = x_t.contiguous(memory_format=self.memory_format)  # (B, J, H, W); channels-last: strides of (B, H, W, J)
         xbar3 = self.film(self.heat_embed(x_t), self.time_embed(t))  # (B, c, H, W)
         xbar2 = self.heat_down2(xbar3)  # (B, c, H/2, W/2)
@@ -202,4 +206,6 @@ class PoseDecoder(nn.Module):
             out = self.head(out3 + self.merge3(out2))  # (B, J, H, W)
         else:
             out = self.head(out1 + out2 + out3)  # (B, J, H, W)
+        if base is not None:
+            out = out + base  # a correction of the previous estimate
         return out.contiguous()  # back to the default layout

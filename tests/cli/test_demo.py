@@ -14,7 +14,7 @@ from tests.helpers import digest
 
 
 def test_bundled_checkpoints_are_small_and_load():
-    for role, kind in (("model", "diffpose"), ("baseline", "baseline")):
+    for role, kind in (("model", "diffpose"), ("regression", "regression"), ("baseline", "baseline")):
         path = BUNDLED[role]
         assert path.stat().st_size <= 10 * 1024 * 1024, path
         ckpt = load_checkpoint(path)
@@ -22,11 +22,12 @@ def test_bundled_checkpoints_are_small_and_load():
         assert load_estimator(path).kind == kind
 
 
-def test_demo_writes_video_json_and_sheet_and_prints_both_tables(tmp_path, capsys):
+def test_demo_writes_video_json_and_sheet_and_prints_the_three_tables(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli_main(["demo", "--out", str(out), "--frames", "12", "--no-progress", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "diffpose (5 frames)" in text and "baseline (1 frame)" in text and "Total" in text
+    assert "diffpose (5 frames)" in text and "regression (5 frames)" in text and "baseline (1 frame)" in text
+    assert "Total" in text and len(list((out / "predictions" / "regression").glob("*.json"))) == 1
     video = cv2.VideoCapture(str(out / "diffpose.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     video.release()

@@ -135,3 +135,24 @@ def test_missing_frame_is_a_clear_error(tmp_path):
     ds = ClipDataset(videos, tmp_path, gt_items(videos), CODEC, check_files=False)
     with pytest.raises(DataFormatError, match="000003.jpg.*does not exist"):
         ds[0]  # and when reading
+
+
+def test_flip_pairs_every_left_joint_with_its_right_one_and_mirrors_its_heatmap(tmp_path):
+    """The flip path of the temporal models' clips (issue: a lopsided ankle AP): every left joint, ankles
+    included, trades places with its right one, the rest stay, and the key frame's heatmap channels follow."""
+    names = list(POSETRACK18.joints)
+    perm = POSETRACK18.flip_permutation()
+    for k, name in enumerate(names):
+        side = name.split("_", 1)
+        mirror = {"left": "right", "right": "left"}.get(side[0])
+        assert names[perm[k]] == (f"{mirror}_{side[1]}" if mirror else name), name
+    videos = make_dataset(tmp_path)
+    aug = Augmentation(p_flip=1.0, p_rotate=0.0, scale_std=0.0, p_half_body=0.0, shift=0.0)
+    plain = ClipDataset(videos, tmp_path, gt_items(videos), CODEC)[0]
+    flipped = ClipDataset(videos, tmp_path, gt_items(videos), CODEC, augment=aug)[0]
+    hm, hm_flip = plain["heatmaps"].numpy(), flipped["heatmaps"].numpy()  # (J, H, W)
+    np.testing.assert_allclose(hm_flip, hm[perm][:, :, ::-1], atol=1e-6)
+    # every frame of the clip is mirrored, neighbours as well as the key frame (the dot moves to W - 1 - x)
+    for f, f_flip in zip(plain["frames"].numpy(), flipped["frames"].numpy()):  # (3, H, W) each
+        (x, y), (x_flip, y_flip) = dot_centre(f), dot_centre(f_flip)
+        assert x_flip == pytest.approx(CROP[0] - 1 - x, abs=0.05) and y_flip == pytest.approx(y, abs=0.05)

@@ -127,3 +127,15 @@ def test_a_prior_start_model_predicts_with_distinct_hypotheses_and_the_prior():
                           torch.Generator().manual_seed(0))
     assert out.keypoints.shape == (2, 17, 2) and out.prior_keypoints.shape == (2, 17, 2)
     assert est.graph_methods[-1] == "heatmaps"  # exported models carry the prior head
+
+
+def test_medoid_combination_picks_the_hypothesis_nearest_the_others():
+    from diffpose.diffusion import combine_hypotheses
+
+    codec = HeatmapCodec(input_size=(24, 32), heatmap_size=(8, 6), sigma=1.0)
+    hm = torch.zeros(1, 3, 1, 8, 6)  # (B, K, J, H, W): two hypotheses peak at (1, 1), one at (4, 6)
+    hm[0, 0, 0, 1, 1] = hm[0, 1, 0, 1, 1] = 0.9
+    hm[0, 2, 0, 6, 4] = 0.6
+    out = combine_hypotheses(hm, codec, "medoid")
+    torch.testing.assert_close(out.keypoints[0, 0], out.hypotheses_keypoints[0, 0, 0])
+    torch.testing.assert_close(out.scores[0, 0], torch.tensor(0.8))
