@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from diffpose.config import SamplingConfig
 from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
-from diffpose.diffusion import sample_poses
 from diffpose.estimators import load_estimator
 from diffpose.evaluation.uncertainty import crop_thresholds
 from diffpose.keypoints import POSETRACK18_JOINTS, POSETRACK18_UNLABELED
@@ -114,16 +114,14 @@ def main() -> None:
                 pred, _ = codec.decode(heat)
                 per_t[t].add(np.linalg.norm(pred.numpy() - kp, axis=-1), thr, vis)
             for s, k in settings:
-                res = sample_poses(net, diffusion, codec, cond=cond, steps=s, eta=args.eta, hypotheses=k,
-                                   generator=gen)
+                res = est.predict_condition(cond, SamplingConfig(steps=s, eta=args.eta, ensemble=k), gen)
                 err_c = np.linalg.norm(res.keypoints.numpy() - kp, axis=-1)  # (B, J)
                 err_h = np.linalg.norm(res.hypotheses_keypoints.numpy() - kp[:, None], axis=-1)  # (B, K, J)
                 combined[(s, k)].add(err_c, thr, vis)
                 oracle[(s, k)].add(err_h.min(1), thr, vis)
-                spread[(s, k)].append(res.uncertainty.numpy()[vis])
+                spread[(s, k)].append(res.spread.numpy()[vis])
             s, k = settings[0]
-            res = sample_poses(net, diffusion, codec, clips=frames.flip(-1), steps=s, eta=args.eta, hypotheses=k,
-                               generator=gen)
+            res = est.predict(frames.flip(-1), SamplingConfig(steps=s, eta=args.eta, ensemble=k), gen)
             kp_m = res.keypoints[:, perm].clone()  # (B, J, 2): the mirror joint's channel answers for each joint
             kp_m[..., 0] = crop_w - 1 - kp_m[..., 0]  # pixel centres: x -> W - 1 - x
             mirrored.add(np.linalg.norm(kp_m.numpy() - kp, axis=-1), thr, vis)

@@ -27,7 +27,7 @@ import io
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata, spearmanr
@@ -37,10 +37,6 @@ from diffpose.errors import DiffPoseError
 from diffpose.evaluation.matching import PCKH_THRESHOLD, head_size
 from diffpose.io_utils import atomic_write_bytes
 from diffpose.keypoints import POSETRACK18_UNLABELED
-
-if TYPE_CHECKING:  # both modules import torch; this one does not need it
-    from diffpose.data.clip_dataset import ClipItem
-    from diffpose.estimators import PersonPose
 
 PLOTS_HINT = "install matplotlib (pip install 'diffpose[plots]')"
 
@@ -71,8 +67,12 @@ class JointErrors:
         return int(self.error.shape[0])
 
 
-def joint_errors(videos: list[Video], items: list[ClipItem], preds: list[PersonPose]) -> JointErrors:
+def joint_errors(videos: list[Video], items: list[Any], preds: list[Any]) -> JointErrors:
     """The errors of ``preds`` (one per item, image pixels) at every GT joint PoseTrack evaluates.
+
+    ``items`` are :class:`~diffpose.data.clip_dataset.ClipItem` (``video``, ``frame``, ``person``) and ``preds``
+    :class:`~diffpose.estimators.PersonPose` (``keypoints``, ``scores``, ``uncertainty``); named here only by
+    their fields, since this layer does not import torch.
 
     Counted: items that are GT persons (``item.person >= 0``; detections are skipped) with a usable head box
     (persons without one, or with a zero or non-finite head size, are skipped: PCKh is undefined for them);

@@ -139,3 +139,22 @@ def test_medoid_combination_picks_the_hypothesis_nearest_the_others():
     out = combine_hypotheses(hm, codec, "medoid")
     torch.testing.assert_close(out.keypoints[0, 0], out.hypotheses_keypoints[0, 0, 0])
     torch.testing.assert_close(out.scores[0, 0], torch.tensor(0.8))
+
+
+def test_a_residual_decoder_corrects_its_previous_estimate():
+    from diffpose.models.pose_decoder import PoseDecoder
+
+    torch.manual_seed(0)
+    dec = PoseDecoder(num_joints=3, cond_dim=8, heat_dim=8, widths=(8, 8, 8), seref_dim=8, num_heads=2, time_dim=8,
+                      predicts="heatmap", self_condition=True, residual=True).eval()
+    with torch.no_grad():
+        dec.head.weight.zero_()
+        dec.head.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        pyr = dec.prepare(torch.randn(2, 8, 4, 3))
+        x_t, t, prev = torch.randn(2, 3, 16, 12), torch.tensor([5, 600]), torch.rand(2, 3, 16, 12)
+        out = dec(x_t, t, pyr, prev)
+        out_zero = dec(x_t, t, pyr)  # no estimate yet: the correction of zeros
+    torch.testing.assert_close(out, prev + torch.tensor([0.1, -0.2, 0.3])[None, :, None, None])
+    torch.testing.assert_close(out_zero, torch.tensor([0.1, -0.2, 0.3])[None, :, None, None].expand(2, 3, 16, 12))
+    with pytest.raises(Exception, match="residual"):
+        PoseDecoder(num_joints=3, cond_dim=8, predicts="heatmap", residual=True)
