@@ -135,7 +135,7 @@ class DiffusionConfig:
     train_from_prior: float = _f(0.0, lo=0, hi=1)
 
 
-COMBINE_MODES = ("mean", "median", "medoid")  # how the K hypotheses of one person combine (SamplingConfig.combine)
+COMBINE_MODES = ("mean", "median", "medoid", "peak")  # how the K hypotheses of a person combine (sampling.combine)
 
 
 @dataclass
@@ -150,7 +150,8 @@ class SamplingConfig:
     eta: float = _f(1.0, lo=0)  # DDIM noise: 0 deterministic, 1 DDPM-like (DiffusionDet's default)
     ensemble: int = _f(1, lo=1)  # hypotheses K per person, combined into one pose
     # "mean" (heatmap mean, then its peak), "median" (keypoint median), "medoid" (per joint, the hypothesis
-    # nearest to all others: a mode, never a point between two answers)
+    # nearest to all others: a mode, never a point between two answers), "peak" (per joint, the most confident
+    # hypothesis: the highest heatmap maximum)
     combine: str = _f("mean", choices=COMBINE_MODES)
 
 

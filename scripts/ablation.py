@@ -17,7 +17,8 @@ Rows (``--rows``, default all):
 * ``prior``: DiffPose whose sampling starts from its own regression head's heatmap noised to ``t = 600``
   (``diffusion.start=prior``), trained on ``x_t`` noised from the ground truth or from that prior;
 * ``residual``: ``prior`` whose every denoising step predicts a correction of its previous estimate
-  (``decoder.residual``), so that it starts as the prior and only learns changes.
+  (``decoder.residual``), so that it starts as the prior and only learns changes;
+* ``refine``: ``residual`` trained on ``x_t`` noised from its own prior only (never from the ground truth).
 
     python scripts/ablation.py --data data/st_big --init runs/tiny_baseline/final.pt --out runs/ablation \\
         --eval data/st_big data/st_heldout
@@ -44,12 +45,15 @@ ROWS = {
               "diffusion.train_from_prior=0.5"],
     "residual": ["model.kind=diffpose", "model.decoder.prior_head=true", "model.decoder.residual=true",
                  "diffusion.start=prior", "diffusion.start_t=600", "diffusion.train_from_prior=0.5"],
+    "refine": ["model.kind=diffpose", "model.decoder.prior_head=true", "model.decoder.residual=true",
+               "diffusion.start=prior", "diffusion.start_t=600", "diffusion.train_from_prior=1.0"],
 }
 SAMPLES = {"baseline": False, "regression": False}  # the others sample (diffusion)
 LABELS = {"baseline": "single-frame baseline", "regression": "temporal regression (STRL + heatmap head)",
           "diffpose": "DiffPose", "concat": "DiffPose without LMSFI (concatenation)",
           "oneframe": "DiffPose with a 1-frame STRL", "prior": "DiffPose, prior start (regression head + diffusion)",
-          "residual": "DiffPose, prior start, residual steps"}
+          "residual": "DiffPose, prior start, residual steps",
+          "refine": "DiffPose, prior start, residual steps, x_t always from the prior"}
 SETTINGS = [(1, 1), (4, 4)]
 
 

@@ -82,7 +82,7 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, help="DDIM steps S")
     g.add_argument("--ensemble", type=int, help="hypotheses K per person; the uncertainty is their spread")
     g.add_argument("--combine", choices=COMBINE_MODES, help="how hypotheses combine: heatmap mean, keypoint median "
-                   "or medoid (per joint the hypothesis nearest the others)")
+                   "medoid (per joint the hypothesis nearest the others) or peak (the most confident one)")
     g.add_argument("--eta", type=float, help="DDIM noise (0 deterministic, 1 DDPM-like)")
 
 

@@ -14,7 +14,8 @@ Combination (``combine``):
   the score is then the mean of the hypotheses' scores (their heatmap maxima).
 * ``"medoid"``: per joint, the hypothesis whose keypoint has the smallest summed distance to the others (the
   first such one on ties): a mode of the hypotheses, never a point between two answers (a left/right
-  ambiguity); score as for ``"median"``.
+  ambiguity); score as for ``"median"``;
+* ``"peak"``: per joint, the hypothesis with the highest heatmap maximum, and that maximum as the score.
 
 Uncertainty, per joint, in crop pixels: the RMS distance of the hypotheses' keypoints to the combined
 keypoint, ``sqrt(mean_k |p_k - p|^2)``. It is 0 for ``K = 1``.
@@ -82,11 +83,14 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
     elif combine == "median":
         keypoints = hyp_kp.median(dim=1).values  # (B, J, 2)
         scores = hyp_scores.mean(dim=1)  # (B, J)
-    else:  # medoid
-        dist = (hyp_kp[:, :, None] - hyp_kp[:, None]).norm(dim=-1).sum(dim=2)  # (B, K, J) summed distance to others
-        pick = dist.argmin(dim=1)  # (B, J)
+    else:  # one hypothesis per joint: the medoid, or the most confident
+        if combine == "medoid":
+            dist = (hyp_kp[:, :, None] - hyp_kp[:, None]).norm(dim=-1).sum(dim=2)  # (B, K, J) to the others
+            pick = dist.argmin(dim=1)  # (B, J)
+            scores = hyp_scores.mean(dim=1)  # (B, J)
+        else:
+            scores, pick = hyp_scores.max(dim=1)  # (B, J) each
         keypoints = hyp_kp.gather(1, pick[:, None, :, None].expand(b, 1, j, 2))[:, 0]  # (B, J, 2)
-        scores = hyp_scores.mean(dim=1)  # (B, J)
     uncertainty = (hyp_kp - keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()  # (B, J)
     return PoseSamples(heatmaps=mean_hm, keypoints=keypoints, scores=scores, hypotheses_keypoints=hyp_kp,
                        uncertainty=uncertainty)

@@ -2,13 +2,21 @@
 
 A sampled pose carries more than the heatmap maximum: the spread of the ``K`` hypotheses, their agreement and,
 when sampling starts from the prior head, how far the diffusion moved the joint from that prior and how sure the
-prior was. Per joint these are the features (``F = 5``, crop pixels)::
+prior was; the heatmap itself says whether it has a second candidate, or whether the joint sits on its
+left/right partner; and the predicted head size says how large an error poseval tolerates for this person.
+Per joint these are the features (``F = 8``, crop pixels)::
 
     f0 = s                    heatmap maximum of the combined heatmap (the uncalibrated score)
     f1 = log(1 + spread)      RMS distance of the hypotheses to the combined keypoint
     f2 = log(1 + |p - p0|)    distance of the combined keypoint to the prior head's (0 without a prior)
     f3 = s0                   the prior heatmap's maximum (0 without a prior)
     f4 = agreement            share of hypotheses within AGREE_PX of the combined keypoint (1 for K = 1)
+    f5 = second / s           the combined heatmap's largest value farther than SECOND_PEAK_PX heatmap pixels
+                              from its peak, over the peak (a second candidate place)
+    f6 = log(1 + |p - p_m|)   distance to the mirror joint's keypoint (left knee <-> right knee; 0 for joints
+                              without one, or a layout of another size than PoseTrack's / COCO's 17)
+    f7 = log(1 + head)        the person's predicted head length, joints 1-2 (PoseTrack's head bottom and top,
+                              COCO's eyes): poseval's tolerance scales with the head (0 for other layouts)
 
 Two small models of them, fitted by ``scripts/calibrate.py`` on persons of the training split and stored in the
 checkpoint's ``calibration`` section (:class:`~diffpose.config.CalibrationConfig`):
@@ -32,9 +40,12 @@ from scipy.optimize import minimize
 from diffpose.config import CalibrationConfig
 from diffpose.diffusion.ensemble import PoseSamples
 from diffpose.errors import DiffPoseError
+from diffpose.keypoints import POSETRACK18
 
-FEATURES = ("score", "log1p_spread", "log1p_prior_distance", "prior_score", "agreement")
+FEATURES = ("score", "log1p_spread", "log1p_prior_distance", "prior_score", "agreement", "second_peak",
+            "log1p_mirror_distance", "log1p_head")
 AGREE_PX = 2.0  # crop pixels: a hypothesis agrees with the combined keypoint within this distance
+SECOND_PEAK_PX = 3  # heatmap pixels (Chebyshev): outside this square around the peak a value is a second place
 L2 = 1e-3  # ridge penalty of the logistic fit (per sample)
 
 
@@ -49,7 +60,22 @@ def joint_features(samples: PoseSamples) -> torch.Tensor:
         prior_score = samples.prior_scores.float()  # (B, J)
     else:
         moved = prior_score = torch.zeros_like(spread)
-    return torch.stack([samples.scores.float(), spread.log1p(), moved.log1p(), prior_score, agreement], dim=-1)
+    hm = samples.heatmaps.float()  # (B, J, H, W)
+    b, j, h, w = hm.shape
+    peak, idx = hm.reshape(b, j, h * w).max(dim=-1)  # (B, J)
+    ys = torch.arange(h, device=hm.device)[:, None]  # (H, 1)
+    xs = torch.arange(w, device=hm.device)[None, :]  # (1, W)
+    near = ((ys - (idx // w)[..., None, None]).abs() <= SECOND_PEAK_PX) & \
+        ((xs - (idx % w)[..., None, None]).abs() <= SECOND_PEAK_PX)  # (B, J, H, W)
+    second = hm.masked_fill(near, 0).reshape(b, j, h * w).max(dim=-1).values  # (B, J)
+    second = second / peak.clamp(min=1e-6)
+    if j == POSETRACK18.num_joints:
+        mirror = (kp - kp[:, torch.as_tensor(POSETRACK18.flip_permutation())]).norm(dim=-1)  # (B, J); 0 unpaired
+        head = (kp[:, 1] - kp[:, 2]).norm(dim=-1)[:, None].expand(b, j)  # (B, J): one value per person
+    else:
+        mirror = head = torch.zeros_like(spread)
+    return torch.stack([samples.scores.float(), spread.log1p(), moved.log1p(), prior_score, agreement, second,
+                        mirror.log1p(), head.log1p()], dim=-1)
 
 
 def is_fitted(cal: CalibrationConfig) -> bool:

@@ -158,3 +158,16 @@ def test_a_residual_decoder_corrects_its_previous_estimate():
     torch.testing.assert_close(out_zero, torch.tensor([0.1, -0.2, 0.3])[None, :, None, None].expand(2, 3, 16, 12))
     with pytest.raises(Exception, match="residual"):
         PoseDecoder(num_joints=3, cond_dim=8, predicts="heatmap", residual=True)
+
+
+def test_peak_combination_picks_the_most_confident_hypothesis_per_joint():
+    from diffpose.diffusion import combine_hypotheses
+
+    codec = HeatmapCodec(input_size=(24, 32), heatmap_size=(8, 6), sigma=1.0)
+    hm = torch.zeros(1, 3, 2, 8, 6)  # (B, K, J, H, W)
+    hm[0, 0, 0, 1, 1], hm[0, 1, 0, 6, 4], hm[0, 2, 0, 2, 2] = 0.5, 0.9, 0.7  # joint 0: hypothesis 1 is surest
+    hm[0, 0, 1, 3, 3], hm[0, 1, 1, 5, 5], hm[0, 2, 1, 7, 1] = 0.8, 0.2, 0.3  # joint 1: hypothesis 0
+    out = combine_hypotheses(hm, codec, "peak")
+    torch.testing.assert_close(out.keypoints[0, 0], out.hypotheses_keypoints[0, 1, 0])
+    torch.testing.assert_close(out.keypoints[0, 1], out.hypotheses_keypoints[0, 0, 1])
+    torch.testing.assert_close(out.scores[0], torch.tensor([0.9, 0.8]))
