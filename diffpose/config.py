@@ -161,10 +161,12 @@ class CalibrationConfig:
     (``scripts/calibrate.py``; :mod:`diffpose.estimators.calibration` names the features). Empty (the default):
     the score is the heatmap maximum and the uncertainty the RMS spread of the hypotheses."""
 
-    score_bias: tuple[float, ...] = ()  # (J,) logistic intercepts: P(joint within half a head size)
-    score_weights: tuple[float, ...] = ()  # (F,) logistic weights of the features
-    error_bias: tuple[float, ...] = ()  # (J,) intercepts of log(1 + expected error in crop pixels)
-    error_weights: tuple[float, ...] = ()  # (F,)
+    # (J,) logistic intercepts of P(joint within half a head size)
+    score_bias: tuple[float, ...] = _f((), lo=-1e6, hi=1e6)
+    score_weights: tuple[float, ...] = _f((), lo=-1e6, hi=1e6)  # (F,) logistic weights of the features
+    # (J,) intercepts of log(1 + expected error in crop pixels)
+    error_bias: tuple[float, ...] = _f((), lo=-1e6, hi=1e6)
+    error_weights: tuple[float, ...] = _f((), lo=-1e6, hi=1e6)  # (F,)
     fitted_on: str = ""  # the data and sampling it was fitted with, for the record
 
 
@@ -233,7 +235,9 @@ def tiny() -> Config:
     the key frame's features to the condition (key shortcut), and only the key frame's tokens are queries,
     attending to the neighbours' tokens pooled 2x2 (``queries="cross"``: a fifth of the joint STRL's cost, as
     accurate at equal budget). Neighbour frames' backbone passes run without gradients in training (the key
-    frame's pass trains the backbone), which halves the cost of a step.
+    frame's pass trains the backbone), which halves the cost of a step. Sampling starts from a regression head's
+    heatmap (the prior head) noised to t = 600, and every step predicts a correction of its previous estimate
+    (residual), so that diffusion refines the temporal regressor's answer instead of regressing from pure noise.
     """
     return Config(
         preset="tiny",
@@ -246,11 +250,12 @@ def tiny() -> Config:
                             queries="cross", neighbour_pool=2),
             decoder=DecoderConfig(heatmap_dim=32, widths=(64, 32, 32), seref_depth=1, seref_dim=32, fuse_depth=1,
                                   num_heads=4, conv_depth=1, time_dim=64, predicts="heatmap", heat_path=True,
-                                  self_condition=True),
+                                  self_condition=True, prior_head=True, residual=True),
             baseline_deconv_channels=64,
         ),
-        # Half of the training samples at t = T-1, so that the condition path is trained on a CPU budget.
-        diffusion=DiffusionConfig(train_pure_noise=0.5),
+        # Sampling starts from the prior head's heatmap noised to t = 600; half of the training samples sit there,
+        # and half of the x_t are noised from that prior rather than the ground truth (docs/model.md).
+        diffusion=DiffusionConfig(train_pure_noise=0.5, start="prior", start_t=600, train_from_prior=0.5),
         train=TrainConfig(batch_size=32, lr=1e-3, backbone_lr=1e-3, warmup_steps=200),
     )  # fmt: skip
 

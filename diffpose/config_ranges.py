@@ -95,6 +95,9 @@ def validate_config(cfg: Any) -> Any:
                           f"got {m.decoder.predicts!r}")
     if m.decoder.residual and not m.decoder.self_condition:
         raise ConfigError("config key model.decoder.residual: true needs model.decoder.self_condition=true")
+    if cfg.sampling.steps > cfg.diffusion.timesteps:
+        raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than diffusion.timesteps = "
+                          f"{cfg.diffusion.timesteps}")
     d = cfg.diffusion
     if d.start == "prior" and not m.decoder.prior_head:
         raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")
@@ -103,7 +106,4 @@ def validate_config(cfg: Any) -> Any:
     if d.start == "prior" and cfg.sampling.steps > d.start_t + 1:
         raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than the {d.start_t + 1} steps "
                           f"from diffusion.start_t = {d.start_t}")
-    if cfg.sampling.steps > cfg.diffusion.timesteps:
-        raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than diffusion.timesteps = "
-                          f"{cfg.diffusion.timesteps}")
     return cfg  # data.frame_offsets is checked when a model is built (clip_offsets): single-frame kinds ignore it

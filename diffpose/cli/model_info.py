@@ -15,8 +15,8 @@ loaded into the backbone and the missing / unexpected keys are listed. The exit 
 backbone keys are missing or a shape does not match.
 
 --json prints exactly:
-  {"params": {"backbone", "strl", "decoder", "total"},
-   "gflops": {"backbone_per_frame", "strl_per_clip", "decoder_per_step"},
+  {"params": {"backbone", "strl", "decoder", ["prior_head",] "total"},
+   "gflops": {"backbone_per_frame", "strl_per_clip", "decoder_per_step", ["prior_head_per_clip"]},
    "weights": {"missing": [...], "unexpected": [...]}}
 
 examples:
@@ -156,8 +156,10 @@ def run(args: argparse.Namespace) -> int:
         report = load_vitpose(holder, state, prefixes=("backbone.",), raise_on_mismatch=False)
     if args.json:
         doc = {
-            "params": {k: cx.params[k] for k in ("backbone", "strl", "decoder", "total")},
-            "gflops": {k: round(cx.gflops[k], 6) for k in ("backbone_per_frame", "strl_per_clip", "decoder_per_step")},
+            "params": {k: cx.params[k] for k in ("backbone", "strl", "decoder", "prior_head", "total")
+                       if k in cx.params},
+            "gflops": {k: round(cx.gflops[k], 6) for k in ("backbone_per_frame", "strl_per_clip", "decoder_per_step",
+                                                           "prior_head_per_clip") if k in cx.gflops},
             "weights": {"missing": report.missing if report else [], "unexpected": report.unexpected if report else []},
         }
         print(json.dumps(doc, indent=2))

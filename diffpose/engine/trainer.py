@@ -6,7 +6,8 @@ Per optimiser step:
 1. every process takes its contiguous share of the global batch (:class:`EpochBatchSampler`);
 2. the random draws of the *whole* global batch (``estimator.training_noise``: for DiffPose ``t`` and the
    noise) come from a generator seeded by ``(seed, step)`` and each process slices its share, so N processes
-   compute exactly the gradients of one process on the whole batch; the loss is the estimator's own
+   compute exactly the gradients of one process on the whole batch (BatchNorm layers, in ViTPose's heads, use
+   each process's own batch statistics); the loss is the estimator's own
    (``estimator.loss``), whatever the model kind;
 3. AdamW (backbone lr or layer decay), linear warm-up + cosine decay, gradient clipping, optional EMA,
    mixed precision on CUDA.

@@ -82,7 +82,7 @@ def test_training_draws_with_a_start_step_stay_below_it():
 
 def test_prior_start_needs_a_prior_head_and_fits_the_steps():
     with pytest.raises(ConfigError, match="prior_head"):
-        load_config("tiny", overrides=["diffusion.start=prior"])
+        load_config("tiny", overrides=["model.decoder.prior_head=false", "diffusion.start=prior"])
     with pytest.raises(ConfigError, match="start_t"):
         load_config("tiny", overrides=[*PRIOR, "sampling.steps=700"])
 

@@ -43,7 +43,8 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_every_graph_matches_pytorch_at_other_batch_sizes(exported):
-    for kind, graphs in (("diffpose", {"backbone_features", "condition_from_features", "prepare", "denoise"}),
+    for kind, graphs in (("diffpose", {"backbone_features", "condition_from_features", "prepare", "denoise",
+                                       "heatmaps"}),
                          ("baseline", {"backbone_features", "condition_from_features", "heatmaps"})):
         manifest = json.loads((exported[kind] / "diffpose_onnx.json").read_text())
         assert set(manifest["graphs"]) == graphs and manifest["config"]["model"]["kind"] == kind

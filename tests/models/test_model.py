@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from diffpose.config import ConfigError, load_config
-from diffpose.diffusion import HeatmapDiffusion, training_loss, training_noise
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import build_estimator
 from diffpose.models import (
@@ -52,15 +51,17 @@ def test_diffpose_shapes_through_every_stage():
 
 
 def test_gradients_reach_every_parameter_of_diffpose():
-    net = tiny_net().train()
+    """The tiny preset's training loss (denoising plus the prior head's MSE, x_t from GT or prior) reaches every
+    parameter, the prior head's included."""
+
+    torch.manual_seed(0)
+    est = build_estimator(load_config("tiny", overrides=PATCH_TINY))
+    net = est.net.train()
     g = torch.Generator().manual_seed(0)
-    target = torch.rand(2, 17, 32, 24, generator=g)
-    x, diffusion = clips(), HeatmapDiffusion()
-    draws = training_noise(2, (17, 32, 24), diffusion, g)
-    loss, _ = training_loss(lambda x_t, t: net(x, x_t, t), target, torch.ones(2, 17), diffusion, draws["t"],
-                            draws["noise"])
+    batch = {"frames": clips(), "heatmaps": torch.rand(2, 17, 32, 24, generator=g), "weights": torch.ones(2, 17)}
+    loss = est.loss(batch, est.training_noise(g, 2))["loss"]
     loss.backward()
-    assert torch.isfinite(loss)
+    assert torch.isfinite(loss) and net.prior_head is not None
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, f"zero gradient: {name}"

@@ -26,13 +26,14 @@ def test_tiny_json_has_exactly_the_documented_keys_and_true_counts(capsys):
     assert code == 0 and err == ""
     doc = json.loads(out)
     assert list(doc) == ["params", "gflops", "weights"]
-    assert list(doc["params"]) == ["backbone", "strl", "decoder", "total"]
-    assert list(doc["gflops"]) == ["backbone_per_frame", "strl_per_clip", "decoder_per_step"]
+    assert list(doc["params"]) == ["backbone", "strl", "decoder", "prior_head", "total"]
+    assert list(doc["gflops"]) == ["backbone_per_frame", "strl_per_clip", "decoder_per_step", "prior_head_per_clip"]
     assert doc["weights"] == {"missing": [], "unexpected": []}
     net = DiffPoseNet.from_config(load_config("tiny").model)
     assert doc["params"] == {"backbone": count_params(net.backbone), "strl": count_params(net.strl),
-                             "decoder": count_params(net.decoder), "total": count_params(net)}
-    assert doc["params"]["total"] == sum(doc["params"][k] for k in ("backbone", "strl", "decoder"))
+                             "decoder": count_params(net.decoder), "prior_head": count_params(net.prior_head),
+                             "total": count_params(net)}
+    assert doc["params"]["total"] == sum(doc["params"][k] for k in ("backbone", "strl", "decoder", "prior_head"))
     assert all(v > 0 for v in doc["gflops"].values())
 
 
