@@ -37,12 +37,12 @@ def test_test_uses_the_checkpoints_sampling_and_records_it(synth_small, tmp_path
     assert load_checkpoint(ckpt)["config"]["sampling"]["ensemble"] == 4
     code, out, err = run(capsys, "test", "-c", ckpt, "--data", synth_small, "--out", tmp_path / "dp", "--no-progress",
                          "--device", "cpu")
-    assert code == 0 and "steps=1, ensemble=4 (mean), eta=1" in out and err == ""
+    assert code == 0 and "steps=2, ensemble=4 (mean), eta=1" in out and err == ""
     doc = json.loads((tmp_path / "dp" / "ap.json").read_text())
-    assert doc["kind"] == "diffpose" and doc["sampling"] == {"steps": 1, "ensemble": 4, "combine": "mean", "eta": 1.0}
+    assert doc["kind"] == "diffpose" and doc["sampling"] == {"steps": 2, "ensemble": 4, "combine": "mean", "eta": 1.0}
     code, out, err = run(capsys, "test", "-c", ckpt, "--data", synth_small, "--out", tmp_path / "dp2",
-                         "--ensemble", "2", "--steps", "2", "--no-progress", "--device", "cpu")
-    assert code == 0 and "steps=2, ensemble=2" in out
+                         "--ensemble", "2", "--steps", "3", "--no-progress", "--device", "cpu")
+    assert code == 0 and "steps=3, ensemble=2" in out
     assert json.loads((tmp_path / "dp2" / "ap.json").read_text())["sampling"]["ensemble"] == 2
 
 

@@ -179,7 +179,8 @@ def test_broadcast_decoder_equals_the_concat_formulation():
     # The paper's decoder (no heat path, no self-conditioning), random weights, 8x6 tokens.
     torch.manual_seed(0)
     cfg = load_config("tiny", overrides=[*PATCH_TINY, "model.decoder.predicts=signal",
-                                         "model.decoder.self_condition=false", "model.decoder.heat_path=false"])
+                                         "model.decoder.self_condition=false", "model.decoder.heat_path=false",
+                                         "model.decoder.residual=false"])
     net = DiffPoseNet.from_config(cfg.model).eval()
     g = torch.Generator().manual_seed(0)
     cond = torch.randn(3, 128, 8, 6, generator=g)
