@@ -1,4 +1,4 @@
-"""Fast paths for inference, timed side by side against the default eager float32 path (issue 7).
+"""Fast paths for inference, timed side by side against the default eager float32 path.
 
 For each part of the model -- backbone (per crop), STRL (per clip), one decoder step (per clip and hypothesis,
 K = 4) and the baseline's head (per crop) -- every alternative runs in the same interleaved rounds as the
@@ -10,7 +10,7 @@ the output from the default's:
   conv stem in the default (NCHW) layout instead of their channels-last one;
 * ``bf16``: ``torch.autocast(device_type, torch.bfloat16)``;
 * ``math attention``: softmax(QK^T)V written out instead of ``F.scaled_dot_product_attention``;
-* ``concat decoder``: the decoder as before issue 7, the condition pyramid copied per hypothesis and Fuse on
+* ``concat decoder``: the decoder without the per-clip pyramid, the condition pyramid copied per hypothesis and Fuse on
   ``concat(A * F, F)`` (the default broadcasts it and splits the first Fuse layer);
 * ``torch.compile``: inductor, default mode (compile time reported separately);
 * ``onnxruntime``: the exported graph on the CPU execution provider.
@@ -56,7 +56,7 @@ def math_attention(self: vit.Attention, x: torch.Tensor, context: torch.Tensor |
 
 def concat_decoder(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                    k: int) -> torch.Tensor:
-    """One denoising step as before issue 7 (pyramid copied per hypothesis, Fuse on the concat)."""
+    """One denoising step without broadcasting (pyramid copied per hypothesis, Fuse on the concat)."""
     dec = net.decoder
     f1 = dec.cond_1(cond)
     f2 = dec.cond_2(f1)

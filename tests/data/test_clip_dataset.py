@@ -138,7 +138,7 @@ def test_missing_frame_is_a_clear_error(tmp_path):
 
 
 def test_flip_pairs_every_left_joint_with_its_right_one_and_mirrors_its_heatmap(tmp_path):
-    """The flip path of the temporal models' clips (issue: a lopsided ankle AP): every left joint, ankles
+    """The flip path of the temporal models' clips (a lopsided ankle AP asked for it): every left joint, ankles
     included, trades places with its right one, the rest stay, and the key frame's heatmap channels follow."""
     names = list(POSETRACK18.joints)
     perm = POSETRACK18.flip_permutation()
