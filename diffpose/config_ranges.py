@@ -99,11 +99,13 @@ def validate_config(cfg: Any) -> Any:
         raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than diffusion.timesteps = "
                           f"{cfg.diffusion.timesteps}")
     d = cfg.diffusion
-    if d.start == "prior" and not m.decoder.prior_head:
-        raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")
-    if d.start == "prior" and d.start_t >= d.timesteps:
-        raise ConfigError(f"config key diffusion.start_t: {d.start_t} is not below diffusion.timesteps = {d.timesteps}")
-    if d.start == "prior" and cfg.sampling.steps > d.start_t + 1:
-        raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than the {d.start_t + 1} steps "
-                          f"from diffusion.start_t = {d.start_t}")
+    if d.start == "prior":
+        if not m.decoder.prior_head:
+            raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")
+        if d.start_t >= d.timesteps:
+            raise ConfigError(f"config key diffusion.start_t: {d.start_t} is not below diffusion.timesteps = "
+                              f"{d.timesteps}")
+        if cfg.sampling.steps > d.start_t + 1:
+            raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than the {d.start_t + 1} "
+                              f"steps from diffusion.start_t = {d.start_t}")
     return cfg  # data.frame_offsets is checked when a model is built (clip_offsets): single-frame kinds ignore it

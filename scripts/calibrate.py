@@ -25,7 +25,7 @@ from diffpose.checkpoint import load_checkpoint, save_checkpoint
 from diffpose.config import CalibrationConfig, SamplingConfig, config_from_dict, config_to_dict
 from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
 from diffpose.estimators import load_estimator
-from diffpose.estimators.calibration import FEATURES, calibrated, fit_calibration, joint_features
+from diffpose.estimators.calibration import FEATURES, calibrated_joints, fit_calibration, joint_features
 from diffpose.evaluation.uncertainty import auroc, crop_thresholds
 
 
@@ -84,9 +84,7 @@ def main() -> None:
     note = f"{args.split} split of {Path(args.data).name}, {n} persons, {len(joint)} joints, S{sampling.steps} " \
            f"K{sampling.ensemble}"
     cal = fit_calibration(feats, joint, correct, error, est.net.num_joints, note)
-    score, unc = calibrated(torch.from_numpy(feats[:, None]).float().expand(-1, est.net.num_joints, -1), cal)
-    pick = torch.from_numpy(joint)[:, None]
-    score, unc = score.gather(1, pick)[:, 0].numpy(), unc.gather(1, pick)[:, 0].numpy()
+    score, unc = calibrated_joints(feats, joint, cal)
     wrong = ~correct
     fit = {"joints": int(len(joint)), "wrong_rate": float(wrong.mean()),
            "auroc_uncalibrated_one_minus_score": auroc(1 - feats[:, 0], wrong),

@@ -61,7 +61,12 @@ class PoseSamples:
     @property
     def spread(self) -> torch.Tensor:
         """``(B, J)`` RMS distance of the hypotheses to ``keypoints``, crop pixels (0 for one hypothesis)."""
-        return (self.hypotheses_keypoints - self.keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()
+        return rms_spread(self.hypotheses_keypoints, self.keypoints)
+
+
+def rms_spread(hyp_keypoints: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    """``(B, K, J, 2)`` hypotheses and ``(B, J, 2)`` combined keypoints -> ``(B, J)`` ``sqrt(mean_k |p_k - p|^2)``."""
+    return (hyp_keypoints - keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()
 
 
 def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine: str = "mean") -> PoseSamples:
@@ -91,9 +96,8 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
         else:
             scores, pick = hyp_scores.max(dim=1)  # (B, J) each
         keypoints = hyp_kp.gather(1, pick[:, None, :, None].expand(b, 1, j, 2))[:, 0]  # (B, J, 2)
-    uncertainty = (hyp_kp - keypoints[:, None]).pow(2).sum(-1).mean(dim=1).sqrt()  # (B, J)
     return PoseSamples(heatmaps=mean_hm, keypoints=keypoints, scores=scores, hypotheses_keypoints=hyp_kp,
-                       uncertainty=uncertainty)
+                       uncertainty=rms_spread(hyp_kp, keypoints))
 
 
 @torch.no_grad()
@@ -138,12 +142,12 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     b, k = cond.shape[0], hypotheses
     pyramid = net.prepare(cond).expand(k)  # B*K rows
     shape = (b * k, net.num_joints, *net.heatmap_size)
-    x_T = prev = None
+    x_T = prev = prior = None
     if start == "prior":
         if start_t is None:
             raise DiffPoseError("a prior start needs start_t", field="diffusion.start_t")
-        prior = net.heatmaps(cond).clamp(0, 1).repeat_interleave(k, dim=0)  # (B*K, J, H, W) heatmaps
-        prev = diffusion.signal.encode(prior)  # (B*K, J, H, W) signal space
+        prior = net.heatmaps(cond).clamp(0, 1)  # (B, J, H, W) heatmaps
+        prev = diffusion.signal.encode(prior).repeat_interleave(k, dim=0)  # (B*K, J, H, W) signal space
         t_start = torch.full((b * k,), int(start_t), dtype=torch.long)
         x_T = diffusion.q_sample(prev, t_start, randn(shape, generator, cond.device, prev.dtype))
     elif start != "noise":
@@ -169,8 +173,8 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     heatmaps = last[0].clamp(0, 1) if last else diffusion.signal.decode(x0, clamp=True)  # (B*K, J, H, W) in [0, 1]
     hyp = heatmaps.reshape(b, k, *heatmaps.shape[1:])  # (B, K, J, H, W)
     out = combine_hypotheses(hyp, codec, combine)
-    if start == "prior":
-        out.prior_keypoints, out.prior_scores = codec.decode(diffusion.signal.decode(prev[::k], clamp=True))
+    if prior is not None:
+        out.prior_keypoints, out.prior_scores = codec.decode(prior)  # (B, J, 2), (B, J)
     return out
 
 

@@ -38,7 +38,7 @@ import torch
 from scipy.optimize import minimize
 
 from diffpose.config import CalibrationConfig
-from diffpose.diffusion.ensemble import PoseSamples
+from diffpose.diffusion.ensemble import PoseSamples, rms_spread
 from diffpose.errors import DiffPoseError
 from diffpose.keypoints import POSETRACK18
 
@@ -53,7 +53,7 @@ def joint_features(samples: PoseSamples) -> torch.Tensor:
     """``(B, J, F)`` float32 features of :data:`FEATURES` from a :class:`PoseSamples` (crop pixels)."""
     kp, hyp = samples.keypoints.float(), samples.hypotheses_keypoints.float()  # (B, J, 2), (B, K, J, 2)
     dist = (hyp - kp[:, None]).norm(dim=-1)  # (B, K, J)
-    spread = dist.pow(2).mean(dim=1).sqrt()  # (B, J)
+    spread = rms_spread(hyp, kp)  # (B, J)
     agreement = (dist <= AGREE_PX).float().mean(dim=1)  # (B, J)
     if samples.prior_keypoints is not None:
         moved = (kp - samples.prior_keypoints.float()).norm(dim=-1)  # (B, J)
@@ -91,17 +91,35 @@ def _check(cal: CalibrationConfig, num_joints: int) -> None:
                             f"{len(cal.error_weights)}/{len(cal.error_bias)}", field="calibration")
 
 
+def _models(f: torch.Tensor, score_bias: torch.Tensor, error_bias: torch.Tensor, cal: CalibrationConfig
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both models on features ``f (..., F)`` with the intercepts already picked per joint (``(...,)`` each)."""
+    w = torch.tensor(cal.score_weights, dtype=f.dtype, device=f.device)  # (F,)
+    v = torch.tensor(cal.error_weights, dtype=f.dtype, device=f.device)  # (F,)
+    score = torch.sigmoid(f @ w + score_bias)  # (...)
+    uncertainty = (f @ v + error_bias).clamp(max=20).exp().sub(1).clamp(min=0)  # (...) crop pixels
+    return score, uncertainty
+
+
 def calibrated(features: torch.Tensor, cal: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """``features (B, J, F)`` -> ``score (B, J)`` in ``[0, 1]`` and ``uncertainty (B, J)`` crop pixels (>= 0)."""
     _check(cal, features.shape[1])
     f = features.float()
-    w = torch.tensor(cal.score_weights, dtype=f.dtype, device=f.device)  # (F,)
     b = torch.tensor(cal.score_bias, dtype=f.dtype, device=f.device)  # (J,)
-    v = torch.tensor(cal.error_weights, dtype=f.dtype, device=f.device)
-    c = torch.tensor(cal.error_bias, dtype=f.dtype, device=f.device)
-    score = torch.sigmoid(f @ w + b)  # (B, J)
-    uncertainty = (f @ v + c).clamp(max=20).exp().sub(1).clamp(min=0)  # (B, J)
-    return score, uncertainty
+    c = torch.tensor(cal.error_bias, dtype=f.dtype, device=f.device)  # (J,)
+    return _models(f, b, c, cal)
+
+
+def calibrated_joints(features: np.ndarray, joint: np.ndarray, cal: CalibrationConfig
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`calibrated` for ``N`` joints listed one by one: ``features (N, F)``, ``joint (N,)`` index ->
+    ``score (N,)`` and ``uncertainty (N,)`` crop pixels."""
+    _check(cal, len(cal.score_bias))
+    f = torch.as_tensor(np.asarray(features), dtype=torch.float32)  # (N, F)
+    j = torch.as_tensor(np.asarray(joint), dtype=torch.long)  # (N,)
+    score, uncertainty = _models(f, torch.tensor(cal.score_bias)[j].float(), torch.tensor(cal.error_bias)[j].float(),
+                                 cal)
+    return score.numpy(), uncertainty.numpy()
 
 
 def apply_calibration(samples: PoseSamples, cal: CalibrationConfig) -> PoseSamples:

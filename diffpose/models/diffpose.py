@@ -130,7 +130,7 @@ class DiffPoseNet(ClipNetwork):
         if self.self_condition and self_cond is not None and bool(self_cond.any()):
             with torch.no_grad():
                 first = self.decoder(x_t, t, pyramid, first_prev).clamp(0, 1)  # (B, J, H, W) heatmaps
-            sc = self_cond.to(first.dtype)[:, None, None, None]  # (B, 1, 1, 1)
-            prev = first * sc if first_prev is None else first * sc + first_prev * (1 - sc)  # (B, J, H, W)
+            start = torch.zeros_like(first) if first_prev is None else first_prev  # what the first DDIM step sees
+            prev = torch.where(self_cond[:, None, None, None], first, start)  # (B, J, H, W)
         out = self.decoder(x_t, t, pyramid, prev)  # (B, J, H, W)
         return out if prior is None else (out, prior)

@@ -10,7 +10,14 @@ from diffpose.checkpoint import save_checkpoint
 from diffpose.config import CalibrationConfig, SamplingConfig, config_to_dict, load_config
 from diffpose.diffusion import PoseSamples
 from diffpose.estimators import build_estimator, load_estimator
-from diffpose.estimators.calibration import FEATURES, apply_calibration, calibrated, fit_calibration, joint_features
+from diffpose.estimators.calibration import (
+    FEATURES,
+    apply_calibration,
+    calibrated,
+    calibrated_joints,
+    fit_calibration,
+    joint_features,
+)
 from diffpose.evaluation.uncertainty import auroc
 from tests.helpers import MICRO
 
@@ -69,10 +76,7 @@ def test_the_fit_ranks_wrong_joints_and_predicts_the_error_scale():
     correct = error <= 2.0
     cal = fit_calibration(feats, joint, correct, error, num_joints=j, fitted_on="synthetic")
     assert len(cal.score_bias) == j and len(cal.score_weights) == len(FEATURES)
-    f = torch.from_numpy(feats).float()[:, None].expand(-1, j, -1)  # (N, J, F)
-    score, unc = calibrated(f, cal)
-    pick = torch.from_numpy(joint)[:, None]
-    score, unc = score.gather(1, pick)[:, 0].numpy(), unc.gather(1, pick)[:, 0].numpy()
+    score, unc = calibrated_joints(feats, joint, cal)
     assert auroc(1 - score, ~correct) > 0.9 and auroc(unc, ~correct) > 0.9
     assert abs(np.median(unc) / np.median(error) - 1) < 0.25  # expected error on the scale of the observed one
     assert abs(score.mean() - correct.mean()) < 0.02  # a logistic fit with intercepts is calibrated in the mean
