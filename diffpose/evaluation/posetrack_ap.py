@@ -94,11 +94,21 @@ def _person_arrays(persons: list[Person], idx: np.ndarray, protocol: str
 
 
 def _inside(polygons: list[shapely.Polygon], xy: np.ndarray) -> np.ndarray:
-    """``(N, 15)`` bool: the point is strictly inside one of the polygons (the boundary is outside)."""
-    inside = np.zeros(xy.shape[:2], dtype=bool)
+    """``xy (..., 2)`` -> ``(...)`` bool: the point is strictly inside one of the polygons (the boundary is outside)."""
+    inside = np.zeros(xy.shape[:-1], dtype=bool)
     for poly in polygons:
         inside |= shapely.contains_xy(poly, xy[..., 0], xy[..., 1])
     return inside
+
+
+def ignore_polygons(regions: list[np.ndarray]) -> list[shapely.Polygon]:
+    """A frame's ignore regions as polygons; degenerate ones (fewer than 3 points) contain nothing."""
+    return [shapely.Polygon(r) for r in regions if len(r) >= 3]
+
+
+def inside_ignore_regions(regions: list[np.ndarray], xy: np.ndarray) -> np.ndarray:
+    """``xy (..., 2)`` -> ``(...)`` bool: strictly inside one of a frame's ignore regions, as the evaluator tests."""
+    return _inside(ignore_polygons(regions), xy)
 
 
 def _frame_arrays(gt_frame: Frame, pr_frame: Frame, gidx: np.ndarray, pidx: np.ndarray, protocol: str,
@@ -111,7 +121,7 @@ def _frame_arrays(gt_frame: Frame, pr_frame: Frame, gidx: np.ndarray, pidx: np.n
     pxy, phas, pscore, _ = _person_arrays(prs, pidx, protocol)
     heads = np.array([p.head_box if p.head_box is not None else np.full(4, np.nan) for p in gts]).reshape(-1, 4)
     if gt_frame.ignore_regions:
-        polygons = [shapely.Polygon(r) for r in gt_frame.ignore_regions if len(r) >= 3]
+        polygons = ignore_polygons(gt_frame.ignore_regions)
         g_in, p_in = _inside(polygons, gxy), _inside(polygons, pxy)
         if protocol == "poseval":  # remove joints inside, then persons left without joints
             ghas, phas = ghas & ~g_in, phas & ~p_in

@@ -35,6 +35,7 @@ from scipy.stats import rankdata, spearmanr
 from diffpose.data.records import Video
 from diffpose.errors import DiffPoseError
 from diffpose.evaluation.matching import PCKH_THRESHOLD, head_size
+from diffpose.evaluation.posetrack_ap import inside_ignore_regions
 from diffpose.io_utils import atomic_write_bytes
 from diffpose.keypoints import POSETRACK18_UNLABELED
 
@@ -97,7 +98,7 @@ def joint_errors(videos: list[Video], items: list[Any], preds: list[Any]) -> Joi
                                 f"{gt.num_joints}", field="keypoints")
         keep = gt.present.astype(bool).copy()
         keep[[j for j in POSETRACK18_UNLABELED if j < len(keep)]] = False
-        keep &= ~_inside_ignore_regions(frame.ignore_regions, gt.keypoints)
+        keep &= ~inside_ignore_regions(frame.ignore_regions, gt.keypoints)
         idx = np.flatnonzero(keep)
         d = pred.keypoints[idx] - gt.keypoints[idx]  # (n, 2)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -128,18 +129,6 @@ def crop_thresholds(videos: list[Video], video: np.ndarray, frame: np.ndarray, p
         size = np.nan if box is None else float(head_size(np.asarray(box, np.float64)[None])[0])
         out.append(PCKH_THRESHOLD * size * scale)
     return np.asarray(out, dtype=np.float64)
-
-
-def _inside_ignore_regions(regions: list[np.ndarray], xy: np.ndarray) -> np.ndarray:
-    """``(J,)`` bool: the point is strictly inside one of the polygons (as the evaluator tests it)."""
-    inside = np.zeros(len(xy), dtype=bool)
-    polygons = [r for r in regions if len(r) >= 3]
-    if polygons:
-        import shapely
-
-        for poly in polygons:
-            inside |= shapely.contains_xy(shapely.Polygon(poly), xy[:, 0], xy[:, 1])
-    return inside
 
 
 def auroc(values: np.ndarray, labels: np.ndarray) -> float:
