@@ -198,14 +198,14 @@ def _patched(fn: Case) -> torch.Tensor:
 def _add_onnx(parts: dict, est: PoseEstimator, frames: torch.Tensor, clip: torch.Tensor, x_t: torch.Tensor,
               t: torch.Tensor, pyramid: object) -> None:
     try:
+        from diffpose.estimators import load_onnx_estimator
         from diffpose.export import export_onnx
-        from diffpose.models.onnx_network import OnnxNetwork
     except ImportError:
         return
     folder = Path(tempfile.mkdtemp(prefix="diffpose_onnx_"))
     export_onnx(est, folder, check=False)
     try:
-        ort = OnnxNetwork(folder, threads=torch.get_num_threads())
+        ort = load_onnx_estimator(folder, threads=torch.get_num_threads()).net
     except Exception:  # onnxruntime missing
         return
     parts["backbone"][1]["onnxruntime"] = lambda: ort.backbone_features(frames)

@@ -49,10 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inference_ap  # noqa: E402
 
 from diffpose.config import SamplingConfig, load_config  # noqa: E402
-from diffpose.estimators import PoseEstimator, build_estimator, load_estimator  # noqa: E402
+from diffpose.estimators import (  # noqa: E402
+    PoseEstimator,
+    build_estimator,
+    load_estimator,
+    model_complexity,  # noqa: E402
+)
 from diffpose.inference import Boxes, PipelineOptions, Predictor, SourceFrame, StreamingPipeline  # noqa: E402
 from diffpose.inference.feature_warp import TokenGeometry, warp_features  # noqa: E402
-from diffpose.models import model_complexity  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "diffpose" / "assets"
 
@@ -103,7 +107,7 @@ def roofline(net: torch.nn.Module, cfg: object, batch: int, rounds: int) -> dict
     h, w = cfg.model.backbone.image_size
     frames = torch.randn(batch, 3, h, w)
     t = best_of({"mm": lambda: a @ b, "backbone": lambda: net.backbone_features(frames)}, max(rounds, 3))
-    gmacs = model_complexity(cfg.model).gflops["backbone_per_frame"]
+    gmacs = model_complexity(cfg).gflops["backbone_per_frame"]
     mm = 2 * n**3 / t["mm"] / 1e9
     bb = 2 * gmacs * batch / t["backbone"]
     return {"matmul_gflops": mm, "backbone_gflops": bb, "percent": 100 * bb / mm, "batch": batch,
@@ -170,7 +174,7 @@ def designs(est: PoseEstimator, base_est: PoseEstimator, batch: int, k_max: int,
         for k in sorted({1, k_max}):
             cases[f"{name}|K{k}"] = (lambda v=variant, c=cond, k=k: v.predict_condition(
                 c, SamplingConfig(steps=1, ensemble=k), g))
-        flops[name] = model_complexity(cfg.model).gflops
+        flops[name] = model_complexity(cfg).gflops
     ms = {n: 1000 * sec / batch for n, sec in best_of(cases, rounds).items()}
     baseline = ms["crop"] + ms["backbone"] + ms["head"]
     out = {}

@@ -1,8 +1,9 @@
-"""Print parameter counts and GFLOPs of a model preset, and check a backbone checkpoint against it.
+"""Print the parameter counts and GFLOPs of a preset's model, part by part, and check a backbone checkpoint.
 
-Parts: the ViT backbone (GFLOPs per frame), the STRL (per clip), the Pose-Decoder (per denoising step;
-its condition pyramid is built once per clip) and, for comparison, the single-frame baseline's ViTPose
-head (per frame). GFLOPs are multiply-accumulates / 1e9 at batch 1, counted with
+The parts are the graphs the model kind's prediction calls (for DiffPose: the ViT backbone per frame, the
+STRL per clip, the Pose-Decoder's condition pyramid per clip and its denoising step per step and hypothesis,
+the prior head per clip; for the regression kinds: backbone, STRL, heatmap head). Choose the kind with
+--set model.kind=KIND. GFLOPs are multiply-accumulates / 1e9 at batch 1, counted with
 torch.utils.flop_counter.FlopCounterMode (whose count is halved), as the pose literature quotes them
 (ViTPose-B: ~17.1 GFLOPs at 256x192).
 
@@ -14,14 +15,18 @@ With --backbone-weights CKPT the checkpoint (a ViTPose .pth with a state_dict, o
 loaded into the backbone and the missing / unexpected keys are listed. The exit status is 1 when
 backbone keys are missing or a shape does not match.
 
---json prints exactly:
-  {"params": {"backbone", "strl", "decoder", ["prior_head",] "total"},
-   "gflops": {"backbone_per_frame", "strl_per_clip", "decoder_per_step", ["prior_head_per_clip"]},
+--json prints
+  {"kind": KIND, "num_frames": T,
+   "params": {PART: count, ..., "total": count},          parts that hold parameters of their own
+   "gflops": {"PART_per_frame|clip|step": GMACs, ...},
    "weights": {"missing": [...], "unexpected": [...]}}
+e.g. for DiffPose the parts backbone, strl, decoder_prepare (its parameters are the decoder's), decoder and
+prior_head.
 
 examples:
   diffpose model-info
   diffpose model-info --preset paper --backbone-weights vitpose-b.pth --json
+  diffpose model-info --set model.kind=baseline
   diffpose model-info --set model.strl.depth=4
   diffpose model-info --time-train-step --batch 16 --threads 2
 """
@@ -41,8 +46,8 @@ from torch import nn
 from diffpose.checkpoint import load_checkpoint
 from diffpose.cli.args import add_config, at_least, config_from_args
 from diffpose.config import Config
-from diffpose.estimators import KINDS, build_estimator
-from diffpose.models import build_backbone, load_vitpose, model_complexity, param_groups
+from diffpose.estimators import KINDS, build_estimator, model_complexity
+from diffpose.models import Complexity, build_backbone, load_vitpose, param_groups
 from diffpose.models.vitpose_io import extract_state_dict
 
 
@@ -101,35 +106,27 @@ def _table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _human(cfg: Any, preset: str, cx: Any, weights: str | None, report: Any) -> str:
-    m, p, g = cfg.model, cx.params, cx.gflops
+def _human(cfg: Config, preset: str, estimator_line: str, cx: Complexity, num_frames: int, weights: str | None,
+           report: Any) -> str:
+    m = cfg.model
     h, w = m.backbone.image_size
     hh, hw = m.heatmap_size
-    t = m.num_frames
-    baseline_total = p["backbone"] + p["baseline_head"]
-    rows = [
-        ("part", "params", "GFLOPs", "per"),
-        ("backbone (ViT)", f"{p['backbone']:,}", f"{g['backbone_per_frame']:.3f}", "frame"),
-        ("STRL", f"{p['strl']:,}", f"{g['strl_per_clip']:.3f}", "clip"),
-        ("Pose-Decoder: condition pyramid", "(in decoder)", f"{g['decoder_prepare_per_clip']:.3f}", "clip"),
-        ("Pose-Decoder: denoising step", f"{p['decoder']:,}", f"{g['decoder_per_step']:.3f}", "step x hypothesis"),
-        *([("prior head (sampling starts from it)", f"{p['prior_head']:,}", f"{g['prior_head_per_clip']:.3f}",
-            "clip")] if "prior_head" in p else []),
-        ("DiffPose total", f"{p['total']:,}", f"{cx.clip_gflops(t):.3f}", f"clip ({t} frames, S=1, K=1)"),
-        ("baseline head (ViTPose deconv)", f"{p['baseline_head']:,}", f"{g['baseline_head_per_frame']:.3f}",
-         "frame"),
-        ("baseline total", f"{baseline_total:,}", f"{g['backbone_per_frame'] + g['baseline_head_per_frame']:.3f}",
-         "frame"),
-    ]  # fmt: skip
+    per = {"frame": "frame", "clip": "clip", "step": "step x hypothesis"}
+    rows = [("part", "params", "GFLOPs", "per")]
+    rows += [(p.label, "(shared)" if p.params is None else f"{p.params:,}", f"{p.gflops:.3f}", per[p.per])
+             for p in cx.parts]
+    steps = any(p.per == "step" for p in cx.parts)
+    rows.append(("total", f"{cx.total_params:,}", f"{cx.clip_gflops(num_frames):.3f}",
+                 f"clip ({num_frames} frame{'s' if num_frames != 1 else ''}{', S=1, K=1' if steps else ''})"))
     out = [
-        f"preset {preset}: {m.kind} model, crops {h}x{w} (HxW), heatmaps {hh}x{hw} (HxW), {t} frames, "
-        f"{m.num_joints} joints; backbone ViT {m.backbone.embed_dim}d x {m.backbone.depth} blocks, "
+        f"preset {preset}: {estimator_line}; crops {h}x{w} (HxW), heatmaps {hh}x{hw} (HxW), {m.num_joints} joints; "
+        f"backbone ViT {m.backbone.embed_dim}d x {m.backbone.depth} blocks, "
         + (f"patch {m.backbone.patch_size}" if m.backbone.stem == "patch" else "conv stem (stride 8)"),
         "",
         _table(rows),
         "",
-        "GFLOPs = multiply-accumulates / 1e9 at batch 1 (FlopCounterMode count / 2). A clip with S steps and K",
-        "hypotheses costs T x backbone + STRL + pyramid + S x K x step.",
+        "GFLOPs = multiply-accumulates / 1e9 at batch 1 (FlopCounterMode count / 2). A clip of T frames costs",
+        "T x (per frame) + (per clip)" + (" + S x K x (per step), with S steps and K hypotheses." if steps else "."),
     ]
     if report is not None:
         out += ["", f"backbone weights {weights}: {report.summary()}"]
@@ -146,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         at_least(args.threads, "--threads", 1)
     cfg = config_from_args(args)
-    cx = model_complexity(cfg.model)
+    cx = model_complexity(cfg)
+    with torch.device("meta"):  # what the kind reads: its clip length and a one-line description
+        estimator = build_estimator(cfg, load_weights=False)
     weights = args.backbone_weights or cfg.model.backbone.weights or None
     report = None
     if weights:
@@ -156,15 +155,13 @@ def run(args: argparse.Namespace) -> int:
         report = load_vitpose(holder, state, prefixes=("backbone.",), raise_on_mismatch=False)
     if args.json:
         doc = {
-            "params": {k: cx.params[k] for k in ("backbone", "strl", "decoder", "prior_head", "total")
-                       if k in cx.params},
-            "gflops": {k: round(cx.gflops[k], 6) for k in ("backbone_per_frame", "strl_per_clip", "decoder_per_step",
-                                                           "prior_head_per_clip") if k in cx.gflops},
+            "kind": cfg.model.kind, "num_frames": estimator.num_frames, "params": cx.params,
+            "gflops": {k: round(v, 6) for k, v in cx.gflops.items()},
             "weights": {"missing": report.missing if report else [], "unexpected": report.unexpected if report else []},
         }
         print(json.dumps(doc, indent=2))
     else:
-        print(_human(cfg, args.preset, cx, weights, report))
+        print(_human(cfg, args.preset, estimator.describe(), cx, estimator.num_frames, weights, report))
         if args.time_train_step:
             if args.threads:
                 torch.set_num_threads(args.threads)

@@ -7,7 +7,14 @@ none of them asks which kind of model it holds. A kind declares what it needs:
 
 * ``num_frames`` / ``offsets`` -- how many frames a clip holds, and at which offsets from the key frame;
 * ``samples`` -- whether its predictions are sampled (then :class:`~diffpose.config.SamplingConfig` applies);
-* ``graph_methods`` -- the network methods an exported (ONNX) model must provide to run it.
+* :meth:`~PoseEstimator.graphs` -- the network methods its prediction calls, each a
+  :class:`~diffpose.models.graphs.Graph`: what ``diffpose export`` writes, what an exported model runs and what
+  ``model-info`` counts (with :meth:`~PoseEstimator.example_inputs` and :meth:`~PoseEstimator.complexity`);
+* :meth:`~PoseEstimator.memory_per_clip` -- the memory one clip's prediction needs, so the predictor can size
+  its batches.
+
+Export, ``model-info`` and the predictor read only these; a new kind with a new head declares its graphs here
+and touches nothing else.
 
 Training (one global batch)::
 
@@ -32,6 +39,8 @@ from torch import nn
 from diffpose.codec import HeatmapCodec
 from diffpose.config import Config, SamplingConfig, clip_offsets
 from diffpose.diffusion.ensemble import PoseSamples
+from diffpose.models.complexity import Complexity, Part, count_gflops, count_params
+from diffpose.models.graphs import Graph
 
 Batch = dict[str, torch.Tensor]  # a collated ClipDataset batch: frames (B, T, 3, H, W), heatmaps, weights, ...
 
@@ -46,7 +55,6 @@ class PoseEstimator:
     """
 
     samples: ClassVar[bool] = False  # predictions are sampled: steps, hypotheses, eta and combine apply
-    graph_methods: ClassVar[tuple[str, ...]] = ()  # network methods prediction calls (what ONNX export writes)
 
     def __init__(self, net: Any, cfg: Config):
         self.net, self.cfg = net, cfg
@@ -81,6 +89,69 @@ class PoseEstimator:
             return None
         s = sampling or self.cfg.sampling
         return {"steps": s.steps, "ensemble": s.ensemble, "combine": s.combine, "eta": s.eta}
+
+    # ------------------------------------------------------------------------------------------ graphs and costs
+    @classmethod
+    def graphs(cls, cfg: Config) -> dict[str, Graph]:
+        """The network methods prediction calls, as :class:`~diffpose.models.graphs.Graph` (in call order), for a
+        network built from ``cfg``. A class method: an exported model needs them before an estimator exists."""
+        raise NotImplementedError
+
+    @property
+    def graph_methods(self) -> tuple[str, ...]:
+        """The names of :meth:`graphs`."""
+        return tuple(self.graphs(self.cfg))
+
+    def example_tensors(self, batch: int, hypotheses: int, generator: torch.Generator | None
+                        ) -> dict[str, torch.Tensor]:
+        """Named example tensors the graphs' inputs are taken from: random ``frames (B*T, 3, H_in, W_in)``, what
+        the network makes of them (``features (B, T, D, h, w)``, slightly perturbed, and ``cond (B, C, h, w)``).
+        A kind whose graphs read other inputs adds them here."""
+        net, m = self.net, self.cfg.model
+        h_in, w_in = m.backbone.image_size
+        frames = torch.randn(batch * self.num_frames, 3, h_in, w_in, generator=generator)
+        feats = net.backbone_features(frames)  # (B*T, D, h, w)
+        feats = feats.reshape(batch, self.num_frames, *feats.shape[1:]) + 0.1 * torch.randn(
+            batch, self.num_frames, *feats.shape[1:], generator=generator)  # (B, T, D, h, w)
+        return {"frames": frames, "features": feats, "cond": net.condition_from_features(feats)}
+
+    @torch.no_grad()
+    def example_inputs(self, batch: int = 2, hypotheses: int = 3, seed: int | None = 0
+                       ) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Inputs of every graph (``{method: flat input tensors}``) for ``batch`` clips and ``hypotheses`` per
+        clip; ``seed`` None draws without a generator (on the meta device)."""
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        known = self.example_tensors(batch, hypotheses, g)
+        out = {}
+        for method, graph in self.graphs(self.cfg).items():
+            missing = [name for name in graph.inputs if name not in known]
+            if missing:
+                raise NotImplementedError(f"{type(self).__name__}.example_tensors gives no {missing[0]!r} for the "
+                                          f"{method} graph")
+            out[method] = tuple(known[name] for name in graph.inputs)
+        return out
+
+    def complexity(self) -> Complexity:
+        """Parameters and GFLOPs of each graph at batch 1 (build the estimator on the meta device, as
+        :func:`~diffpose.estimators.model_complexity` does, and nothing is computed). A graph that holds no
+        parameters of its own and costs nothing (a single-frame model's condition) is left out."""
+        net = self.net.eval()
+        examples = self.example_inputs(batch=1, hypotheses=1, seed=None)
+        parts = []
+        for method, graph in self.graphs(self.cfg).items():
+            gflops = count_gflops(lambda *x, g=graph: g.run(net, *x), *examples[method])
+            if graph.per == "frame":  # the example clip's T frames went through it
+                gflops /= self.num_frames
+            params = graph.params(net)
+            if params is not None or gflops > 0:
+                parts.append(Part(graph.part, graph.label, graph.per, params, gflops))
+        return Complexity(parts, count_params(net))
+
+    def memory_per_clip(self, sampling: SamplingConfig | None = None) -> tuple[int, str]:
+        """A generous estimate of the bytes one clip's prediction holds beyond the weights and the backbone
+        (its heatmaps and their temporaries, float32), and what it grows with (for messages)."""
+        h, w = self.cfg.model.heatmap_size
+        return 4 * h * w * 8 * self.cfg.model.num_joints, "a person clip"
 
     # ------------------------------------------------------------------------------------------ training
     def training_noise(self, generator: torch.Generator, batch: int) -> dict[str, torch.Tensor]:

@@ -20,6 +20,8 @@ from diffpose.config import Config, SamplingConfig
 from diffpose.diffusion import HeatmapDiffusion, PoseSamples, heatmap_mse, sample_poses, training_loss, training_noise
 from diffpose.estimators.base import Batch, PoseEstimator
 from diffpose.estimators.calibration import apply_calibration
+from diffpose.models.graphs import BACKBONE, CONDITION, PREPARE, Graph, denoise_graph, heatmaps_graph
+from diffpose.models.pose_decoder import PYRAMID_FIELDS
 
 SELF_CONDITION_RATE = 0.5  # share of training samples that refine their own first estimate (Chen et al. 2023)
 
@@ -29,7 +31,6 @@ class DiffusionEstimator(PoseEstimator):
     with DDIM. See :class:`~diffpose.estimators.base.PoseEstimator` for the interface."""
 
     samples: ClassVar[bool] = True
-    graph_methods: ClassVar[tuple[str, ...]] = ("backbone_features", "condition_from_features", "prepare", "denoise")
 
     def __init__(self, net: Any, cfg: Config):
         super().__init__(net, cfg)
@@ -39,8 +40,35 @@ class DiffusionEstimator(PoseEstimator):
         self.prior_head = cfg.model.decoder.prior_head
         d = cfg.diffusion
         self.start, self.start_t = d.start, (d.start_t if d.start == "prior" else None)
-        if self.prior_head:  # the exported model also needs the prior head (cond -> heatmaps)
-            self.graph_methods = (*type(self).graph_methods, "heatmaps")
+
+    @classmethod
+    def graphs(cls, cfg: Config) -> dict[str, Graph]:
+        """Backbone, STRL, the decoder's pyramid and step, and the prior head when sampling starts from it."""
+        d = cfg.model.decoder
+        graphs = [BACKBONE, CONDITION, PREPARE, denoise_graph(d.self_condition)]
+        if d.prior_head:
+            graphs.append(heatmaps_graph("prior_head", "prior head (sampling starts from it)", module="prior_head"))
+        return {g.method: g for g in graphs}
+
+    def example_tensors(self, batch: int, hypotheses: int, generator: torch.Generator | None
+                        ) -> dict[str, torch.Tensor]:
+        """The base's tensors, the pyramid's, and ``x_t (B*K, J, H, W)``, ``t (B*K,)`` and ``prev``."""
+        out = super().example_tensors(batch, hypotheses, generator)
+        m = self.cfg.model
+        out.update(zip(PYRAMID_FIELDS, self.net.prepare(out["cond"]).tensors()))
+        out["x_t"] = torch.randn(batch * hypotheses, m.num_joints, *m.heatmap_size, generator=generator)
+        out["t"] = torch.randint(0, self.cfg.diffusion.timesteps, (batch * hypotheses,), generator=generator)
+        out["prev"] = torch.rand(out["x_t"].shape, generator=generator)
+        return out
+
+    def memory_per_clip(self, sampling: SamplingConfig | None = None) -> tuple[int, str]:
+        """``K`` hypotheses' heatmaps and the decoder's feature maps at heatmap resolution, several times over
+        for a step's temporaries."""
+        k = (sampling or self.cfg.sampling).ensemble
+        m = self.cfg.model
+        h, w = m.heatmap_size
+        per_hypothesis = 4 * h * w * (8 * m.num_joints + 2 * sum(m.decoder.widths) + 2 * m.decoder.heatmap_dim)
+        return int(k) * per_hypothesis, f"{k} hypotheses per person"
 
     def training_noise(self, generator: torch.Generator, batch: int) -> dict[str, torch.Tensor]:
         """``t (B,)``, ``noise (B, J, H, W)`` and, when self-conditioning, ``self_cond (B,)``, drawn in that order."""

@@ -4,12 +4,15 @@
 class. Adding a kind is one new network file plus one line here; nothing else in the package names kinds.
 
 * :func:`build_estimator` -- a fresh estimator from a config (optionally loading ``model.backbone.weights``);
-* :func:`load_estimator` -- the estimator a ``diffpose train`` checkpoint describes, with its weights.
+* :func:`load_estimator` -- the estimator a ``diffpose train`` checkpoint describes, with its weights;
+* :func:`load_onnx_estimator` -- the estimator of a ``diffpose export --onnx`` folder, its graphs run by
+  onnxruntime;
+* :func:`model_complexity` -- parameters and GFLOPs per part of a config's model, counted on the meta device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,8 @@ from diffpose.errors import DiffPoseError
 from diffpose.estimators.base import PoseEstimator
 from diffpose.estimators.diffusion import DiffusionEstimator
 from diffpose.estimators.regression import RegressionEstimator
-from diffpose.models import BaselineNet, DiffPoseNet, TemporalRegressionNet, freeze_backbone, load_vitpose
+from diffpose.models import BaselineNet, Complexity, DiffPoseNet, TemporalRegressionNet, freeze_backbone, load_vitpose
+from diffpose.models.onnx_network import OnnxNetwork, read_manifest
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,20 @@ def load_estimator(checkpoint: str | Path, device: torch.device | str = "cpu", u
                               f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
                               f"{(missing or unexpected)[0]})", checkpoint)
     return estimator.to(device).eval()
+
+
+def load_onnx_estimator(folder: str | Path, threads: int | None = None, providers: list[str] | None = None
+                        ) -> PoseEstimator:
+    """The estimator of an export folder (``diffpose export --onnx``), its network the exported graphs run by
+    onnxruntime (:class:`~diffpose.models.onnx_network.OnnxNetwork`), described by the kind's own graphs."""
+    _, cfg = read_manifest(folder)
+    net = OnnxNetwork(folder, get_kind(cfg.model.kind).estimator.graphs(cfg), threads, providers)
+    return build_estimator(net.cfg, net=net)
+
+
+def model_complexity(cfg: Config) -> Complexity:
+    """Parameter counts and GFLOPs of each part of ``cfg``'s model (:meth:`PoseEstimator.complexity`), built on
+    the ``meta`` device: nothing is allocated or computed, so the ``paper`` model is measured in a second."""
+    cfg = replace(cfg, model=replace(cfg.model, backbone=replace(cfg.model.backbone, weights="", freeze=False)))
+    with torch.device("meta"):
+        return build_estimator(cfg, load_weights=False).complexity()

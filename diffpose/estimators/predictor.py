@@ -42,8 +42,7 @@ from diffpose.data.crops import crop_image, normalise_crop
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
 from diffpose.errors import DiffPoseError
 from diffpose.estimators.base import PoseEstimator
-from diffpose.estimators.kinds import build_estimator, load_estimator
-from diffpose.models.onnx_network import OnnxNetwork
+from diffpose.estimators.kinds import load_estimator, load_onnx_estimator
 
 
 @dataclass
@@ -102,8 +101,7 @@ class Predictor:
         if batch_size < 1:
             raise DiffPoseError(f"batch size must be >= 1, got {batch_size}", field="--batch-size")
         self.batch_size = int(batch_size)
-        if self.samples:
-            self.batch_size = fit_batch_to_memory(self.cfg, self.sampling.ensemble, self.batch_size, self.device)
+        self.batch_size = fit_batch_to_memory(estimator, self.sampling, self.batch_size, self.device)
         self.seed = int(seed)
         self.generator = torch.Generator(device=self.device)
         self.reseed()
@@ -118,8 +116,7 @@ class Predictor:
     def from_onnx(cls, folder: str | Path, threads: int | None = None, providers: list[str] | None = None,
                   **kwargs: Any) -> Predictor:
         """Run the graphs of ``diffpose export --onnx`` (``folder``) with onnxruntime instead of PyTorch (CPU)."""
-        net = OnnxNetwork(folder, threads, providers)
-        return cls(build_estimator(net.cfg, net=net), "cpu", **kwargs)
+        return cls(load_onnx_estimator(folder, threads, providers), "cpu", **kwargs)
 
     @property
     def samples(self) -> bool:
@@ -276,16 +273,6 @@ def check_sampling(sampling: SamplingConfig) -> SamplingConfig:
     return sampling
 
 
-def sampling_bytes_per_clip(cfg: Any, ensemble: int) -> int:
-    """A generous estimate of the memory one clip's denoising step takes with ``ensemble`` hypotheses: the
-    hypotheses' heatmaps and the decoder's feature maps at heatmap resolution (float32), several times over for
-    the step's temporaries."""
-    m = cfg.model
-    h, w = m.heatmap_size
-    per_hypothesis = 4 * h * w * (8 * m.num_joints + 2 * sum(m.decoder.widths) + 2 * m.decoder.heatmap_dim)
-    return int(ensemble) * per_hypothesis
-
-
 def available_memory(device: torch.device) -> int | None:
     """Bytes free for tensors on ``device`` (MemAvailable on Linux for the CPU), or None when unknown."""
     try:
@@ -300,21 +287,22 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def fit_batch_to_memory(cfg: Any, ensemble: int, batch_size: int, device: torch.device) -> int:
-    """The batch size whose ``ensemble`` hypotheses fit in memory: refuses (with the estimate) when one clip
-    does not fit, lowers the batch size (with a note) when ``batch_size`` clips do not."""
+def fit_batch_to_memory(estimator: PoseEstimator, sampling: SamplingConfig, batch_size: int, device: torch.device
+                        ) -> int:
+    """The batch size whose clips fit in memory (:meth:`~PoseEstimator.memory_per_clip`): refuses (with the
+    estimate) when one clip does not fit, lowers the batch size (with a note) when ``batch_size`` clips do not."""
     free = available_memory(device)
     if free is None:
         return batch_size
     budget = free // 2  # leave room for the backbone, the condition and everything else
-    per_clip = sampling_bytes_per_clip(cfg, ensemble)
+    per_clip, what = estimator.memory_per_clip(sampling)
     if per_clip > budget:
-        raise DiffPoseError(f"{ensemble} hypotheses per person need about {per_clip / 2**30:.1f} GiB per clip; "
-                            f"{free / 2**30:.1f} GiB of memory is available: lower --ensemble", field="--ensemble")
+        advice = ": lower --ensemble" if estimator.samples else ""
+        raise DiffPoseError(f"{what} need about {per_clip / 2**30:.1f} GiB per clip; {free / 2**30:.1f} GiB of "
+                            f"memory is available{advice}", field="--ensemble" if estimator.samples else None)
     fits = max(1, budget // per_clip)
     if fits < batch_size:
-        print(f"diffpose: note: {batch_size} clips x {ensemble} hypotheses need about "
-              f"{batch_size * per_clip / 2**30:.1f} GiB; predicting {fits} clips per model call instead",
-              file=sys.stderr)
+        print(f"diffpose: note: {batch_size} clips ({what}) need about {batch_size * per_clip / 2**30:.1f} GiB; "
+              f"predicting {fits} clips per model call instead", file=sys.stderr)
         return int(fits)
     return batch_size

@@ -10,9 +10,10 @@ from typing import ClassVar
 
 import torch
 
-from diffpose.config import SamplingConfig
+from diffpose.config import Config, SamplingConfig
 from diffpose.diffusion import PoseSamples, combine_hypotheses, heatmap_mse
 from diffpose.estimators.base import Batch, PoseEstimator
+from diffpose.models.graphs import BACKBONE, CONDITION, Graph, heatmaps_graph
 
 
 class RegressionEstimator(PoseEstimator):
@@ -20,7 +21,11 @@ class RegressionEstimator(PoseEstimator):
     :class:`~diffpose.estimators.base.PoseEstimator` for the interface."""
 
     samples: ClassVar[bool] = False
-    graph_methods: ClassVar[tuple[str, ...]] = ("backbone_features", "condition_from_features", "heatmaps")
+
+    @classmethod
+    def graphs(cls, cfg: Config) -> dict[str, Graph]:
+        head = heatmaps_graph("head", "heatmap head (ViTPose deconv)", module="head")
+        return {g.method: g for g in (BACKBONE, CONDITION, head)}
 
     def loss(self, batch: Batch, noise: dict[str, torch.Tensor],
              forward: Callable[..., torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

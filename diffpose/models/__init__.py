@@ -8,13 +8,15 @@ and a step number, and know nothing of noise schedules, codecs or losses (the es
   heads, one frame or a clip), each with ``from_config``
 * :func:`load_vitpose` / :class:`LoadReport` -- original ViTPose checkpoints, strict shape check
 * :func:`param_groups` / :func:`freeze_backbone` -- optimiser groups with layer-wise lr decay
-* :func:`model_complexity` -- parameter counts and GFLOPs (MACs) per part
+* :class:`Graph` -- a network method as a graph (export, exported models, complexity); :class:`Complexity` --
+  parameter counts and GFLOPs (MACs) per part
 """
 
 from diffpose.models.baseline import BaselineNet
 from diffpose.models.build import build_backbone, build_decoder, build_head, build_strl, check_geometry
-from diffpose.models.complexity import Complexity, count_gflops, count_params, model_complexity
+from diffpose.models.complexity import Complexity, Part, count_gflops, count_params
 from diffpose.models.diffpose import DiffPoseNet
+from diffpose.models.graphs import Graph
 from diffpose.models.heads import ViTPoseHead
 from diffpose.models.network import ClipNetwork
 from diffpose.models.optim import freeze_backbone, param_groups
@@ -25,9 +27,8 @@ from diffpose.models.vit import ViT
 from diffpose.models.vitpose_io import LoadReport, load_vitpose, read_state_dict
 
 __all__ = [
-    "STRL", "BaselineNet", "ClipNetwork", "Complexity", "ConditionPyramid", "DiffPoseNet", "LoadReport",
-    "TemporalRegressionNet",
-    "PoseDecoder", "ViT", "ViTPoseHead", "build_backbone", "build_decoder", "build_head", "build_strl",
-    "check_geometry", "count_gflops", "count_params", "freeze_backbone", "load_vitpose", "model_complexity",
+    "STRL", "BaselineNet", "ClipNetwork", "Complexity", "ConditionPyramid", "DiffPoseNet", "Graph", "LoadReport",
+    "Part", "PoseDecoder", "TemporalRegressionNet", "ViT", "ViTPoseHead", "build_backbone", "build_decoder",
+    "build_head", "build_strl", "check_geometry", "count_gflops", "count_params", "freeze_backbone", "load_vitpose",
     "param_groups", "read_state_dict",
 ]  # fmt: skip

@@ -37,6 +37,11 @@ class BaselineNet(ClipNetwork):
         check_geometry(cfg)
         return cls(build_backbone(cfg), build_head(cfg), cfg.num_joints, cfg.heatmap_size)
 
+    @property
+    def head(self) -> ViTPoseHead:
+        """The heatmap head (``keypoint_head``, ViTPose's name, which its checkpoints' keys carry)."""
+        return self.keypoint_head
+
     def condition_from_features(self, feats: torch.Tensor) -> torch.Tensor:
         """``feats (B, 1, D, h, w)`` -> ``(B, D, h, w)``: the key frame's features are the condition."""
         if feats.ndim != 5 or feats.shape[1] != 1:

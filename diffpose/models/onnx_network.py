@@ -1,10 +1,10 @@
 """An exported model as a network: the methods of :class:`~diffpose.models.ClipNetwork` run by onnxruntime.
 
 ``diffpose export --onnx DIR`` writes one ONNX graph per network method an estimator calls when it predicts
-(its ``graph_methods``) and a manifest. :class:`OnnxNetwork` reads them back and offers those methods --
-``backbone_features``, ``condition_from_features``, ``encode_condition`` and, depending on the model,
-``prepare`` / ``denoise`` (a denoising head) or ``heatmaps`` (a regression head) -- so the estimator, the
-DDIM loop, the ensemble, the codec and feature reuse are the very same Python code as with PyTorch::
+(its :meth:`~diffpose.estimators.PoseEstimator.graphs`) and a manifest. :class:`OnnxNetwork` reads them back and
+offers those methods, each described by its :class:`~diffpose.models.graphs.Graph` (how its arguments become
+the graph's inputs and its outputs the method's result), plus ``encode_condition``; so the estimator, the DDIM
+loop, the ensemble, the codec and feature reuse are the very same Python code as with PyTorch::
 
     predictor = Predictor.from_onnx("exported/", ensemble=4)       # or: diffpose infer --onnx DIR
 
@@ -15,6 +15,7 @@ onnxruntime is an optional dependency (``pip install 'diffpose[onnx]'``), import
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,16 @@ import torch
 
 from diffpose.config import Config, config_from_dict
 from diffpose.errors import DiffPoseError
-from diffpose.models.pose_decoder import PYRAMID_FIELDS, ConditionPyramid
+from diffpose.models.graphs import Graph
 
 MANIFEST = "diffpose_onnx.json"
 FORMAT_VERSION = 2
-# network method -> graph file
-GRAPH_FILES = {
-    "backbone_features": "backbone.onnx",
-    "condition_from_features": "condition.onnx",
-    "prepare": "decoder_prepare.onnx",
-    "denoise": "decoder_step.onnx",
-    "heatmaps": "head.onnx",
-}
-STEP_FIELDS = tuple(f for f in PYRAMID_FIELDS if f != "f1")  # the pyramid tensors a denoising step reads
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().contiguous().numpy()
+    """A graph input: float32 for floating-point tensors (the graphs are traced in float32), others as they are."""
+    x = x.detach().cpu()
+    return (x.float() if x.is_floating_point() else x).contiguous().numpy()
 
 
 def read_manifest(folder: str | Path) -> tuple[dict[str, Any], Config]:
@@ -100,60 +94,46 @@ class OnnxNetwork:
     """The exported graphs of ``folder`` as a network (see the module docstring).
 
     Args:
-        folder: the export folder; threads: onnxruntime intra-op threads (None: its default);
+        folder: the export folder.
+        graphs: the estimator's graph descriptions (``{method: Graph}``,
+            :meth:`~diffpose.estimators.PoseEstimator.graphs` of the manifest's config); every method the
+            manifest lists must be described.
+        threads: onnxruntime intra-op threads (None: its default);
         providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
     """
 
-    def __init__(self, folder: str | Path, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, folder: str | Path, graphs: Mapping[str, Graph], threads: int | None = None,
+                 providers: list[str] | None = None):
         self.folder = Path(folder)
         self.manifest, self.cfg = read_manifest(self.folder)
-        self.sessions = _sessions(self.folder, dict(self.manifest["graphs"]), threads, providers)
+        files = dict(self.manifest["graphs"])
+        unknown = sorted(set(files) - set(graphs))
+        if unknown:
+            raise DiffPoseError(f"the manifest lists graphs this model kind does not run: {', '.join(unknown)}; "
+                                "export again with diffpose export --onnx", self.folder / MANIFEST)
+        self.graphs = {method: graphs[method] for method in files}
+        self.sessions = _sessions(self.folder, files, threads, providers)
         self.num_joints = int(self.cfg.model.num_joints)
         self.num_frames = int(self.manifest["num_frames"])
         self.heatmap_size = tuple(int(v) for v in self.cfg.model.heatmap_size)  # (H, W)
-        self.predicts = self.cfg.model.decoder.predicts
-        self.self_condition = self.cfg.model.decoder.self_condition
 
     def eval(self) -> OnnxNetwork:
         return self
 
-    def _run(self, method: str, feeds: dict[str, torch.Tensor]) -> list[np.ndarray]:
-        if method not in self.sessions:
-            raise DiffPoseError(f"this export has no graph for {method}", self.folder)
-        return self.sessions[method].run(None, {k: _np(v) for k, v in feeds.items()})
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        """The exported graph of ``method`` as that method: its arguments fed in, its outputs unpacked."""
+        graphs = self.__dict__.get("graphs", {})
+        if method not in graphs:
+            raise AttributeError(f"this export has no graph for {method}")
+        graph, session = graphs[method], self.sessions[method]
 
-    def backbone_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames (N, 3, H_in, W_in)`` -> ``(N, D, h, w)``."""
-        return torch.from_numpy(self._run("backbone_features", {"frames": frames.float()})[0])
-
-    def condition_from_features(self, feats: torch.Tensor) -> torch.Tensor:
-        """``feats (B, T, D, h, w)`` -> ``cond (B, C, h, w)``."""
-        return torch.from_numpy(self._run("condition_from_features", {"features": feats.float()})[0])
+        def call(*args: Any, **kwargs: Any) -> Any:
+            feeds = {k: _np(v) for k, v in graph.feeds(*args, **kwargs).items()}
+            return graph.unpack([torch.from_numpy(o) for o in session.run(None, feeds)])
+        return call
 
     def encode_condition(self, clips: torch.Tensor) -> torch.Tensor:
         """``clips (B, T, 3, H_in, W_in)`` -> ``cond (B, C, h, w)``."""
         b, t = clips.shape[:2]
         feats = self.backbone_features(clips.flatten(0, 1))  # (B*T, D, h, w)
         return self.condition_from_features(feats.reshape(b, t, *feats.shape[1:]))  # (B, C, h, w)
-
-    def heatmaps(self, cond: torch.Tensor) -> torch.Tensor:
-        """``cond (B, C, h, w)`` -> heatmaps ``(B, J, H, W)`` (regression head)."""
-        return torch.from_numpy(self._run("heatmaps", {"cond": cond.float()})[0])
-
-    def prepare(self, cond: torch.Tensor) -> ConditionPyramid:
-        """``cond (B, C, h, w)`` -> :class:`ConditionPyramid` (denoising head)."""
-        outs = self._run("prepare", {"cond": cond.float()})
-        return ConditionPyramid.from_tensors([torch.from_numpy(o) for o in outs])
-
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: ConditionPyramid | torch.Tensor,
-                prev: torch.Tensor | None = None) -> torch.Tensor:
-        """``x_t (B*K, J, H, W)``, ``t (B*K,)``, a pyramid of ``B`` clips (and, self-conditioning, the previous
-        estimate ``prev``, zeros when None) -> ``x0_hat (B*K, J, H, W)``."""
-        pyramid = cond if isinstance(cond, ConditionPyramid) else self.prepare(cond)
-        if x_t.shape[0] != pyramid.batch_size:
-            raise DiffPoseError(f"x_t has {x_t.shape[0]} rows, the pyramid serves {pyramid.batch_size}", field="x_t")
-        t = t.reshape(-1).expand(x_t.shape[0]) if t.numel() == 1 else t.reshape(-1)  # (B*K,)
-        feeds = {"x_t": x_t.float(), "t": t.long(), **{f: getattr(pyramid, f) for f in STEP_FIELDS}}
-        if self.self_condition:
-            feeds["prev"] = torch.zeros_like(x_t) if prev is None else prev.float()
-        return torch.from_numpy(self._run("denoise", feeds)[0])  # (B*K, J, H, W)

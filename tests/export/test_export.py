@@ -18,6 +18,7 @@ from diffpose.config import SamplingConfig, load_config  # noqa: E402
 from diffpose.estimators import (
     build_estimator,  # noqa: E402
     load_estimator,  # noqa: E402
+    load_onnx_estimator,
 )
 from diffpose.export import check_parity, export_onnx  # noqa: E402
 from diffpose.inference import Predictor  # noqa: E402
@@ -96,7 +97,7 @@ def test_a_self_conditioning_conv_stem_model_exports_with_parity(tmp_path):
     torch.manual_seed(0)
     net = _export_and_compare(build_estimator(load_config("tiny", overrides=OPTIONS)).eval(), tmp_path,
                               clips=2, sampling=SamplingConfig(steps=3, ensemble=2))
-    assert net.self_condition and net.predicts == "heatmap"
+    assert "prev" in net.graphs["denoise"].inputs and net.cfg.model.decoder.predicts == "heatmap"
 
 
 def _export_and_compare(est, tmp_path: Path, clips: int, sampling: SamplingConfig) -> OnnxNetwork:
@@ -104,8 +105,8 @@ def _export_and_compare(est, tmp_path: Path, clips: int, sampling: SamplingConfi
     the exported graphs with the same noise: the heatmaps agree within 1e-4. Returns the ONNX network."""
     manifest = export_onnx(est, tmp_path / "onnx")
     assert max(manifest["parity_max_abs"].values()) <= TOLERANCE, manifest["parity_max_abs"]
-    net = OnnxNetwork(tmp_path / "onnx", threads=1)
-    onnx_est = build_estimator(net.cfg, net=net)
+    onnx_est = load_onnx_estimator(tmp_path / "onnx", threads=1)
+    net = onnx_est.net
     frames = torch.randn(clips, 5, 3, 128, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a = est.predict(frames, sampling, torch.Generator().manual_seed(2))

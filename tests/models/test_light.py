@@ -11,7 +11,8 @@ from diffpose.codec import HeatmapCodec
 from diffpose.config import load_config
 from diffpose.diffusion import HeatmapDiffusion, sample_poses
 from diffpose.diffusion.sampler import ddim_step
-from diffpose.models import DiffPoseNet, model_complexity
+from diffpose.estimators import model_complexity
+from diffpose.models import DiffPoseNet
 from diffpose.models.strl import STRL
 from tests.helpers import concat_formulation
 from tests.models.test_model_options import OPTIONS
@@ -52,12 +53,12 @@ def test_light_step_reads_x_t_at_every_scale():
 
 
 def test_light_step_costs_a_fraction_of_the_full_step():
-    full = model_complexity(load_config("tiny").model).gflops
-    light = model_complexity(load_config("tiny", overrides=["model.decoder.step=light"]).model).gflops
+    full = model_complexity(load_config("tiny")).gflops
+    light = model_complexity(load_config("tiny", overrides=["model.decoder.step=light"])).gflops
     assert light["decoder_per_step"] < 0.4 * full["decoder_per_step"]
     assert light["decoder_prepare_per_clip"] < full["decoder_prepare_per_clip"]
-    paper = model_complexity(load_config("paper").model).gflops
-    paper_light = model_complexity(load_config("paper", overrides=["model.decoder.step=light"]).model).gflops
+    paper = model_complexity(load_config("paper")).gflops
+    paper_light = model_complexity(load_config("paper", overrides=["model.decoder.step=light"])).gflops
     assert paper_light["decoder_per_step"] < 0.5 * paper["decoder_per_step"]
 
 
@@ -144,7 +145,7 @@ def test_cross_queries_read_the_neighbours_but_never_update_them():
 
 def test_cross_and_pooled_strl_costs_less_than_key_queries():
     def strl_gflops(*over: str) -> float:
-        return model_complexity(load_config("tiny", overrides=list(over)).model).gflops["strl_per_clip"]
+        return model_complexity(load_config("tiny", overrides=list(over))).gflops["strl_per_clip"]
 
     joint = strl_gflops("model.strl.queries=all", "model.strl.neighbour_pool=1")
     key = strl_gflops("model.strl.queries=key", "model.strl.neighbour_pool=1")

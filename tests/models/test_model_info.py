@@ -25,9 +25,11 @@ def test_tiny_json_has_exactly_the_documented_keys_and_true_counts(capsys):
     code, out, err = run_cli(capsys, "--preset", "tiny", "--json")
     assert code == 0 and err == ""
     doc = json.loads(out)
-    assert list(doc) == ["params", "gflops", "weights"]
+    assert list(doc) == ["kind", "num_frames", "params", "gflops", "weights"]
+    assert doc["kind"] == "diffpose" and doc["num_frames"] == 5
     assert list(doc["params"]) == ["backbone", "strl", "decoder", "prior_head", "total"]
-    assert list(doc["gflops"]) == ["backbone_per_frame", "strl_per_clip", "decoder_per_step", "prior_head_per_clip"]
+    assert list(doc["gflops"]) == ["backbone_per_frame", "strl_per_clip", "decoder_prepare_per_clip",
+                                   "decoder_per_step", "prior_head_per_clip"]
     assert doc["weights"] == {"missing": [], "unexpected": []}
     net = DiffPoseNet.from_config(load_config("tiny").model)
     assert doc["params"] == {"backbone": count_params(net.backbone), "strl": count_params(net.strl),
@@ -47,14 +49,29 @@ def test_gflops_are_multiply_accumulates_hand_computed():
     assert count_gflops(block, x) * 1e9 == pytest.approx(expected)
 
 
-def test_human_table_lists_every_part_and_the_baseline(capsys):
+def test_human_table_lists_every_part_of_the_configured_kind(capsys):
     code, out, _ = run_cli(capsys, "--preset", "tiny")
     assert code == 0
-    for part in ("backbone (ViT)", "STRL", "Pose-Decoder: denoising step", "DiffPose total",
-                 "baseline head (ViTPose deconv)", "baseline total", "multiply-accumulates"):
+    for part in ("diffpose, 5 frames, sampled", "backbone (ViT)", "STRL", "Pose-Decoder: denoising step",
+                 "prior head", "total", "clip (5 frames, S=1, K=1)", "multiply-accumulates"):
         assert part in out, part
+    assert "head (ViTPose deconv)" not in out
+
+
+def test_each_kind_reports_its_own_parts_and_clip_length(capsys):
+    """The baseline is one frame with a heatmap head and no STRL or decoder rows (its condition costs nothing)."""
+    code, out, _ = run_cli(capsys, "--preset", "tiny", "--set", "model.kind=baseline")
+    assert code == 0
+    assert "baseline, 1 frame, single pass" in out and "clip (1 frame)" in out
+    assert "STRL" not in out and "Pose-Decoder" not in out and "5 frames" not in out
     head_params = count_params(BaselineNet.from_config(load_config("tiny").model).keypoint_head)
     assert f"{head_params:,}" in out
+    code, out, _ = run_cli(capsys, "--preset", "tiny", "--set", "model.kind=regression", "--json")
+    doc = json.loads(out)
+    assert doc["kind"] == "regression" and doc["num_frames"] == 5
+    assert list(doc["params"]) == ["backbone", "strl", "head", "total"]
+    assert doc["params"]["total"] == doc["params"]["backbone"] + doc["params"]["strl"] + doc["params"]["head"]
+    assert list(doc["gflops"]) == ["backbone_per_frame", "strl_per_clip", "head_per_clip"]
 
 
 def test_paper_preset_with_a_vitpose_b_checkpoint(tmp_path, capsys):
