@@ -44,9 +44,21 @@ from diffpose.io_utils import atomic_write_bytes, atomic_write_text, check_outpu
 from diffpose.synth import generate, get_preset
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-BUNDLED = {"model": ASSETS / "tiny_diffpose.pt", "regression": ASSETS / "tiny_regression.pt",
-           "baseline": ASSETS / "tiny_baseline.pt"}
-ROLE_FOLDERS = {"model": "diffpose", "regression": "regression", "baseline": "baseline"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shown:
+    """One model the demo runs: the option that replaces its bundled checkpoint, and its predictions folder."""
+
+    option: str  # the argparse destination, e.g. "checkpoint" for -c/--checkpoint
+    bundled: Path
+    folder: str  # OUT/predictions/<folder>
+    renders: bool = False  # its poses are rendered (the video and the contact sheet)
+
+
+SHOWN = (Shown("checkpoint", ASSETS / "tiny_diffpose.pt", "diffpose", renders=True),
+         Shown("regression", ASSETS / "tiny_regression.pt", "regression"),
+         Shown("baseline", ASSETS / "tiny_baseline.pt", "baseline"))
 DEMO_MARKER = ".diffpose-demo"  # in OUT: the folder is the demo's own, so its synthtrack/ may be replaced
 
 
@@ -118,12 +130,11 @@ def run(args: argparse.Namespace) -> int:
     at_least(args.frames, "--frames", 1)
     sampling_from_args(args)
     start = time.perf_counter()
-    checkpoints = {"model": args.checkpoint or BUNDLED["model"], "regression": args.regression or BUNDLED["regression"],
-                   "baseline": args.baseline or BUNDLED["baseline"]}
-    for role, path in checkpoints.items():
+    checkpoints = [getattr(args, shown.option) or shown.bundled for shown in SHOWN]
+    for shown, path in zip(SHOWN, checkpoints):
         if not Path(path).is_file():
-            what = "the bundled one is missing from this installation" if path == BUNDLED[role] else "no such file"
-            raise DiffPoseError(f"no {role} checkpoint ({what})", path)
+            what = "the bundled one is missing from this installation" if path == shown.bundled else "no such file"
+            raise DiffPoseError(f"no {shown.folder} checkpoint ({what})", path)
     out = Path(args.out)
     data = _prepare_out(out)
     # every frame labelled, so boxes come from the annotations and AP is measured on the whole video
@@ -134,11 +145,10 @@ def run(args: argparse.Namespace) -> int:
     gt_file = sorted(gt_dir.glob("*.json"))[0]
     print(f"generated SynthTrack video {gt_file.stem} ({args.frames} frames) in {data}")
     results: list[tuple[str, EvalResult]] = []
-    for role in ("model", "regression", "baseline"):
-        main = role == "model"
-        pred_dir = out / "predictions" / ROLE_FOLDERS[role]
-        label, line = _infer(checkpoints[role], gt_file, data, args, pred_dir / gt_file.name,
-                             out / "diffpose.mp4" if main else None, out / "frames" if main else None)
+    for shown, checkpoint in zip(SHOWN, checkpoints):
+        pred_dir = out / "predictions" / shown.folder
+        label, line = _infer(checkpoint, gt_file, data, args, pred_dir / gt_file.name,
+                             out / "diffpose.mp4" if shown.renders else None, out / "frames" if shown.renders else None)
         print(line)
         results.append((label, evaluate_dirs(gt_dir, pred_dir, occluded=True)))
     sheet = _contact_sheet(out / "frames", out / "contact_sheet.png")

@@ -8,14 +8,15 @@ import cv2
 
 from diffpose.checkpoint import load_checkpoint
 from diffpose.cli import main as cli_main
-from diffpose.cli.demo import BUNDLED
+from diffpose.cli.demo import SHOWN
 from diffpose.estimators import load_estimator
 from tests.helpers import digest
 
 
 def test_bundled_checkpoints_are_small_and_load():
-    for role, kind in (("model", "diffpose"), ("regression", "regression"), ("baseline", "baseline")):
-        path = BUNDLED[role]
+    assert [shown.folder for shown in SHOWN] == ["diffpose", "regression", "baseline"]
+    for shown, kind in zip(SHOWN, ("diffpose", "regression", "baseline")):
+        path = shown.bundled
         assert path.stat().st_size <= 10 * 1024 * 1024, path
         ckpt = load_checkpoint(path)
         assert ckpt["config"]["model"]["kind"] == kind

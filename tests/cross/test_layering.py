@@ -164,17 +164,79 @@ def test_the_package_docstring_states_this_order():
     assert order == sorted(order)
 
 
-def test_no_code_asks_which_model_kind_it_holds():
-    """Model kinds are named in one place (``diffpose/estimators/kinds.py``); everything else uses the interface."""
+KIND_AWARE = ("diffpose.models", "diffpose.estimators")  # the packages that may know the model kinds
+
+
+def kind_dispatch(tree: ast.AST, kinds: set[str], classes: set[str]) -> list[tuple[int, str]]:
+    """``(line, what)`` for every place in ``tree`` that branches on a model kind instead of asking the estimator:
+    a kind's name compared, tested for membership, used as a dict key, a subscript or a match pattern, and a
+    kind's network or estimator class imported or given to ``isinstance`` / ``issubclass``."""
+    def names_kind(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and node.value in kinds
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(names_kind(e) for e in node.elts)
+        return False
+
+    def names_class(node: ast.AST) -> bool:
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(names_class(e) for e in node.elts)
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        return name in classes
+
+    found = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Compare) and any(names_kind(n) for n in (node.left, *node.comparators)):
+            found.append((line, "compares a kind name"))
+        elif isinstance(node, ast.Dict) and any(k is not None and names_kind(k) for k in node.keys):
+            found.append((line, "a dict keyed by kind names"))
+        elif isinstance(node, ast.Subscript) and names_kind(node.slice):
+            found.append((line, "looks up a kind name"))
+        elif isinstance(node, ast.MatchValue) and names_kind(node.value):
+            found.append((line, "matches a kind name"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in ("isinstance", "issubclass") and len(node.args) == 2 and names_class(node.args[1]):
+            found.append((line, f"{node.func.id} with a kind's class"))
+        elif isinstance(node, ast.ImportFrom) and any(a.name in classes for a in node.names):
+            found.append((line, "imports a kind's class"))
+    return found
+
+
+def _kind_vocabulary() -> tuple[set[str], set[str]]:
     from diffpose.estimators import KINDS
 
-    asked = []
-    for module, path in SOURCES.items():
-        if module == "diffpose.estimators.kinds":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Compare):
-                consts = [n.value for n in (node.left, *node.comparators) if isinstance(n, ast.Constant)]
-                if any(isinstance(c, str) and c in KINDS for c in consts):
-                    asked.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    classes = {c.__name__ for kind in KINDS.values() for c in (kind.network, kind.estimator)}
+    return set(KINDS), classes
+
+
+def test_no_code_outside_models_and_estimators_branches_on_the_model_kind():
+    """Model kinds are known to ``diffpose/models/`` and ``diffpose/estimators/`` only; everything else asks the
+    estimator what it can do (its graphs, complexity, memory, whether it samples)."""
+    kinds, classes = _kind_vocabulary()
+    asked = [f"{path.relative_to(PACKAGE.parent)}:{line}: {what}"
+             for module, path in SOURCES.items() if unit_of(module) not in KIND_AWARE
+             for line, what in kind_dispatch(ast.parse(path.read_text()), kinds, classes)]
     assert not asked, "\n".join(asked)
+
+
+@pytest.mark.parametrize("code", [
+    'if cfg.model.kind == "baseline": pass',
+    'ok = kind in ("diffpose", "regression")',
+    'files = {"diffpose": 1}',
+    'x = table["regression"]',
+    'match kind:\n    case "baseline": pass',
+    'if isinstance(net, DiffPoseNet): pass',
+    'if isinstance(est, (RegressionEstimator, int)): pass',
+    'from diffpose.models import BaselineNet',
+])
+def test_the_kind_guard_catches_every_form_of_dispatch(code):
+    kinds, classes = _kind_vocabulary()
+    assert kind_dispatch(ast.parse(code), kinds, classes), code
+
+
+def test_the_kind_guard_lets_capabilities_through():
+    kinds, classes = _kind_vocabulary()
+    code = ("if estimator.samples: pass\nfor method, graph in estimator.graphs(cfg).items(): pass\n"
+            "name = cfg.model.kind\nprint(f'{name} model')\nkind = get_kind(cfg.model.kind)")
+    assert kind_dispatch(ast.parse(code), kinds, classes) == []
