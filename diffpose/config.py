@@ -14,20 +14,19 @@
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from diffpose.config_dicts import config_to_dict, dataclass_from_dict, merge_dict, parse_override
-from diffpose.config_ranges import ConfigError, validate_config
+from diffpose.config_dicts import config_to_dict, dataclass_from_dict, merge_dict, parse_override, upgrade_dict
+from diffpose.config_ranges import ConfigError, check_fields
 from diffpose.config_ranges import ranged_field as _f
 from diffpose.io_utils import atomic_write_text
 
 # defined in config_ranges / config_dicts, part of this module's interface
-__all__ = ["ConfigError", "validate_config", "config_to_dict", "merge_dict", "parse_override"]
+__all__ = ["ConfigError", "config_to_dict", "merge_dict", "parse_override"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,7 +103,7 @@ class DecoderConfig:
 class ModelConfig:
     """The whole network: which model, joints, frames and heatmap geometry."""
 
-    kind: str = "diffpose"  # "diffpose" (temporal diffusion) or "baseline" (single-frame ViTPose head)
+    kind: str = "diffpose"  # a key of diffpose.estimators.KINDS (diffpose train --help lists them)
     num_joints: int = _f(17, lo=1)
     num_frames: int = _f(5, lo=1)  # clip length 2*delta+1, key frame in the middle
     heatmap_size: tuple[int, int] = _f((64, 48), lo=1)  # (H, W)
@@ -274,29 +273,49 @@ MOVED_KEYS = {
 }
 
 
-def upgrade_dict(data: Any, warn: bool = True) -> Any:
-    """A copy of a (possibly partial) config dict with moved keys (:data:`MOVED_KEYS`) under their new names.
+# --------------------------------------------------------------------------------------------------
+# Validation: every field's declared range, then the rules that tie fields of this tree together
+# --------------------------------------------------------------------------------------------------
+def validate_config(cfg: Config) -> Config:
+    """Check every field against its declared range (:func:`~diffpose.config_ranges.check_fields`), then the
+    rules that tie fields together; raise one :class:`ConfigError` naming the key, the value and what was
+    expected. Every config passes here: presets, YAML files, overrides, checkpoints and sampling settings given
+    on the command line (:func:`with_sampling`). Returns ``cfg``."""
+    check_fields(cfg)
+    m = cfg.model
+    for key, width, heads in (("model.backbone", m.backbone.embed_dim, m.backbone.num_heads),
+                              ("model.strl", m.strl.dim, m.strl.num_heads),
+                              ("model.decoder", m.decoder.seref_dim, m.decoder.num_heads)):
+        if width % heads:
+            wname = "embed_dim" if key == "model.backbone" else "seref_dim" if key == "model.decoder" else "dim"
+            raise ConfigError(f"config key {key}.num_heads: {heads} heads do not divide {key}.{wname} = {width}")
+    if m.decoder.time_dim % 2:
+        raise ConfigError(f"config key model.decoder.time_dim: {m.decoder.time_dim} is odd, expected an even width")
+    if m.decoder.self_condition and m.decoder.predicts != "heatmap":
+        raise ConfigError("config key model.decoder.self_condition: true needs model.decoder.predicts=heatmap, "
+                          f"got {m.decoder.predicts!r}")
+    if m.decoder.residual and not m.decoder.self_condition:
+        raise ConfigError("config key model.decoder.residual: true needs model.decoder.self_condition=true")
+    d, steps = cfg.diffusion, cfg.sampling.steps
+    if steps > d.timesteps:
+        raise ConfigError(f"config key sampling.steps: {steps} is more than diffusion.timesteps = {d.timesteps}")
+    if d.start == "prior":
+        if not m.decoder.prior_head:
+            raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")
+        if d.start_t >= d.timesteps:
+            raise ConfigError(f"config key diffusion.start_t: {d.start_t} is not below diffusion.timesteps = "
+                              f"{d.timesteps}")
+        if steps > d.start_t + 1:
+            raise ConfigError(f"config key sampling.steps: {steps} is more than the {d.start_t + 1} steps from "
+                              f"diffusion.start_t = {d.start_t}")
+    return cfg  # data.frame_offsets is checked when a model is built (clip_offsets): single-frame kinds ignore it
 
-    A dict that names both spellings keeps the new one. Anything that is not a dict is returned unchanged (the
-    strict conversion reports it).
-    """
-    if not isinstance(data, dict):
-        return data
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for old, new in MOVED_KEYS.items():
-        old_sec, old_key = old.split(".")
-        new_sec, new_key = new.split(".")
-        section = out.get(old_sec)
-        if not isinstance(section, dict) or old_key not in section:
-            continue
-        value = section.pop(old_key)
-        target = out.setdefault(new_sec, {})
-        if isinstance(target, dict):
-            target.setdefault(new_key, value)
-        if warn:
-            warnings.warn(f"config key {old} is now {new}; the old spelling will stop working in the next release",
-                          DeprecationWarning, stacklevel=3)
-    return out
+
+def with_sampling(cfg: Config, **given: Any) -> SamplingConfig:
+    """``cfg.sampling`` with the ``given`` values (``steps``, ``ensemble``, ``combine``, ``eta``; None keeps the
+    config's), checked like every config (:func:`validate_config`): the one place sampling settings are checked."""
+    sampling = replace(cfg.sampling, **{k: v for k, v in given.items() if v is not None})
+    return validate_config(replace(cfg, sampling=sampling)).sampling
 
 
 # --------------------------------------------------------------------------------------------------
@@ -308,7 +327,7 @@ def config_from_dict(data: dict[str, Any], cls: type = Config) -> Any:
     A whole-config dict written by an earlier version (e.g. inside an old checkpoint) is upgraded silently.
     """
     if cls is Config:
-        data = upgrade_dict(data, warn=False)
+        data = upgrade_dict(data, MOVED_KEYS, warn=False)
         return validate_config(dataclass_from_dict(cls, data))
     return dataclass_from_dict(cls, data)
 
@@ -333,11 +352,11 @@ def load_config(preset: str = "paper", yaml_path: str | Path | None = None,
                 data = dict(data)
                 cfg = PRESETS[_check_preset(data.pop("preset"))]()
             try:
-                cfg = merge_dict(cfg, upgrade_dict(data))
+                cfg = merge_dict(cfg, upgrade_dict(data, MOVED_KEYS))
             except ConfigError as e:
                 raise ConfigError(str(e), path) from None
     for text in overrides:
-        cfg = merge_dict(cfg, upgrade_dict(parse_override(text)))
+        cfg = merge_dict(cfg, upgrade_dict(parse_override(text), MOVED_KEYS))
     return validate_config(cfg)
 
 

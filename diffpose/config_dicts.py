@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from typing import Any, Union
 
 import yaml
@@ -133,4 +134,31 @@ def parse_override(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {keys[-1]: value}
     for k in reversed(keys[:-1]):
         out = {k: out}
+    return out
+
+
+def upgrade_dict(data: Any, moved: dict[str, str], warn: bool = True) -> Any:
+    """A copy of a (possibly partial) config dict with the ``moved`` keys (``{"old.key": "new.key"}``, e.g.
+    :data:`diffpose.config.MOVED_KEYS`) under their new names, with a ``DeprecationWarning`` for each unless not
+    ``warn``.
+
+    A dict that names both spellings keeps the new one. Anything that is not a dict is returned unchanged (the
+    strict conversion reports it).
+    """
+    if not isinstance(data, dict):
+        return data
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in moved.items():
+        old_sec, old_key = old.split(".")
+        new_sec, new_key = new.split(".")
+        section = out.get(old_sec)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        value = section.pop(old_key)
+        target = out.setdefault(new_sec, {})
+        if isinstance(target, dict):
+            target.setdefault(new_key, value)
+        if warn:
+            warnings.warn(f"config key {old} is now {new}; the old spelling will stop working in the next release",
+                          DeprecationWarning, stacklevel=3)
     return out

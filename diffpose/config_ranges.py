@@ -1,6 +1,8 @@
-"""Accepted values of the typed config: each dataclass field declares its range or choices in its metadata
-(:func:`ranged_field`), and :func:`validate_config` checks a whole config against them, then the rules that
-tie several fields together. One error names the key, the value and what was expected."""
+"""Accepted values of typed dataclass configs: each field declares its range or choices in its metadata
+(:func:`ranged_field`); :func:`check_fields` checks a whole tree against them and :func:`check_value` one value
+(a command-line option that sets a field). One error names the key, the value and what was expected. The rules
+that tie several fields of diffpose's config together live with that config (:func:`diffpose.config.validate_config`).
+"""
 
 from __future__ import annotations
 
@@ -50,20 +52,25 @@ def in_range(value: float, meta: dict[str, Any]) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# Validation: every field's range (its metadata), then the checks that involve several fields
+# Validation: every field's range (its metadata)
 # --------------------------------------------------------------------------------------------------
 def _check_field(value: Any, f: dataclasses.Field, key: str) -> None:
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"config key {key}: {v} is not a finite number")
+            raise ConfigError(f"{_label(key)}: {v} is not a finite number")
     choices = f.metadata.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{_label(key)}: {value!r} is not one of {', '.join(choices)}")
     if "range" in f.metadata:
         for v in values:
             if not in_range(v, f.metadata):
-                raise ConfigError(f"config key {key}: {v!r} is out of range, expected {describe_range(f.metadata)}")
+                raise ConfigError(f"{_label(key)}: {v!r} is out of range, expected {describe_range(f.metadata)}")
+
+
+def _label(key: str) -> str:
+    """``config key a.b`` for a config key, the flag itself for a command-line option (``--steps``)."""
+    return key if key.startswith("-") else f"config key {key}"
 
 
 def _walk(cfg: Any, prefix: str = "") -> None:
@@ -75,37 +82,16 @@ def _walk(cfg: Any, prefix: str = "") -> None:
             _check_field(value, f, key)
 
 
-def validate_config(cfg: Any) -> Any:
-    """Check every field against the range its metadata declares (floats finite, strings among their choices),
-    then the rules that tie fields together; raise one :class:`ConfigError` naming the key, the value and what
-    was expected. Used by :func:`~diffpose.config.load_config` and :func:`~diffpose.config.config_from_dict`
-    (so presets, YAML files, overrides and checkpoints alike). Returns ``cfg``."""
+def check_fields(cfg: Any) -> Any:
+    """Check every field of the dataclass tree ``cfg`` against the range its metadata declares (floats finite,
+    strings among their choices); raise one :class:`ConfigError` naming the key, the value and what was
+    expected. Returns ``cfg``."""
     _walk(cfg)
-    m = cfg.model
-    for key, width, heads in (("model.backbone", m.backbone.embed_dim, m.backbone.num_heads),
-                              ("model.strl", m.strl.dim, m.strl.num_heads),
-                              ("model.decoder", m.decoder.seref_dim, m.decoder.num_heads)):
-        if width % heads:
-            wname = "embed_dim" if key == "model.backbone" else "seref_dim" if key == "model.decoder" else "dim"
-            raise ConfigError(f"config key {key}.num_heads: {heads} heads do not divide {key}.{wname} = {width}")
-    if m.decoder.time_dim % 2:
-        raise ConfigError(f"config key model.decoder.time_dim: {m.decoder.time_dim} is odd, expected an even width")
-    if m.decoder.self_condition and m.decoder.predicts != "heatmap":
-        raise ConfigError("config key model.decoder.self_condition: true needs model.decoder.predicts=heatmap, "
-                          f"got {m.decoder.predicts!r}")
-    if m.decoder.residual and not m.decoder.self_condition:
-        raise ConfigError("config key model.decoder.residual: true needs model.decoder.self_condition=true")
-    if cfg.sampling.steps > cfg.diffusion.timesteps:
-        raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than diffusion.timesteps = "
-                          f"{cfg.diffusion.timesteps}")
-    d = cfg.diffusion
-    if d.start == "prior":
-        if not m.decoder.prior_head:
-            raise ConfigError("config key diffusion.start: 'prior' needs model.decoder.prior_head=true")
-        if d.start_t >= d.timesteps:
-            raise ConfigError(f"config key diffusion.start_t: {d.start_t} is not below diffusion.timesteps = "
-                              f"{d.timesteps}")
-        if cfg.sampling.steps > d.start_t + 1:
-            raise ConfigError(f"config key sampling.steps: {cfg.sampling.steps} is more than the {d.start_t + 1} "
-                              f"steps from diffusion.start_t = {d.start_t}")
-    return cfg  # data.frame_offsets is checked when a model is built (clip_offsets): single-frame kinds ignore it
+    return cfg
+
+
+def check_value(value: Any, cls: type, name: str, key: str) -> Any:
+    """``value`` if it is accepted for field ``name`` of dataclass ``cls`` (its declared range or choices), else a
+    :class:`ConfigError` naming ``key`` (e.g. a command-line flag)."""
+    _check_field(value, {f.name: f for f in dataclasses.fields(cls)}[name], key)
+    return value

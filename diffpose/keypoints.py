@@ -2,7 +2,7 @@
 
 Everything that says which joint sits at which index lives here, once.
 
-Conventions (stated once for the whole package, tested in ``tests/test_keypoints.py``):
+Conventions (stated once for the whole package, tested in ``tests/core/test_keypoints.py``):
 
 * **Coordinates** are ``(x, y)`` in pixels of the full image, x to the right, y down.
   ``keypoints[..., 0]`` is x, ``keypoints[..., 1]`` is y.

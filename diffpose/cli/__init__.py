@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 
 from diffpose import __version__
+from diffpose.cli.args import OneLineParser, UsageError
 from diffpose.errors import DiffPoseError
 
 # (command, module, one-line help): the order is the order of ``diffpose --help``.
@@ -31,7 +32,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("model-info", "diffpose.cli.model_info", "parameter counts and GFLOPs of a preset; check a ViTPose backbone "
      "checkpoint"),
     ("synth", "diffpose.cli.synth", "generate the SynthTrack procedural video pose benchmark (PoseTrack18 format)"),
-    ("train", "diffpose.cli.train", "train DiffPose or the single-frame baseline"),
+    ("train", "diffpose.cli.train", "train a model (DiffPose, temporal regression or the single-frame baseline)"),
     ("test", "diffpose.cli.test", "predict a split with a checkpoint and score it"),
 )
 
@@ -47,13 +48,13 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the command named in ``argv`` gets its arguments (all of them when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="diffpose",
         description="Video multi-person 2D pose estimation with a spatio-temporal diffusion model "
         "(DiffPose, ICCV 2023): data, training, evaluation and inference.",
     )
     parser.add_argument("--version", action="version", version=f"diffpose {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     chosen = None if argv is None else _chosen(argv)
     for name, module_name, help_line in COMMANDS:
         if argv is not None and name != chosen:
@@ -85,7 +86,11 @@ def one_line(error: DiffPoseError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"{e.prog}: error: {e}", file=sys.stderr)
+        return 2
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2

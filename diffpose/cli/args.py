@@ -8,17 +8,26 @@
 * ``--device``, ``--seed``, ``--batch-size``, ``--no-progress`` (``--quiet`` is kept as an alias).
 
 Each ``add_*`` function adds a group of arguments to a parser; the matching ``*_from_args`` function reads
-them back, validating what argparse cannot.
+them back.
+
+One way to check an option: a numeric option declares its accepted values in its ``type`` (:func:`number`, or
+:func:`config_number` for an option that sets a config field, whose range the field declares), so argparse
+refuses a bad value while parsing, before any work, in one line (:class:`OneLineParser`):
+``diffpose infer: error: argument --steps: 0 is out of range, expected >= 1``. What ties options together
+(``--boxes`` or ``--detector``, not both) is checked by the command, with a :class:`~diffpose.errors.DiffPoseError`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from diffpose.config import COMBINE_MODES, PRESETS, Config, load_config
+from diffpose.config import COMBINE_MODES, PRESETS, Config, SamplingConfig, load_config
+from diffpose.config_ranges import describe_range, in_range
 from diffpose.errors import DiffPoseError
 
 DEFAULT_PRESET = "tiny"
@@ -28,6 +37,52 @@ LEGACY = "the spelling of diffpose 0.1; it will stop working in the next release
 def note(command: str, text: str) -> None:
     """A one-line note on stderr (deprecated spellings, settings a model ignores)."""
     print(f"diffpose {command}: note: {text}", file=sys.stderr)
+
+
+class UsageError(DiffPoseError):
+    """A command line argparse refuses; ``prog`` is the command (``diffpose infer``)."""
+
+    def __init__(self, message: str, prog: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`UsageError` instead of printing its usage and exiting, so that its
+    errors are one line, ``diffpose COMMAND: error: ...``, like every other error (``--help`` still exits)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)", self.prog)
+
+
+def number(kind: type = int, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind(text)``, finite, within ``lo``..``hi`` (None: unbounded; ``*_open``: strict)."""
+    meta = {"range": (lo, hi), "open": (lo_open, hi_open)} if lo is not None or hi is not None else {}
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if meta and not in_range(value, meta):
+            raise argparse.ArgumentTypeError(f"{value} is out of range, expected {describe_range(meta)}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
+def config_number(cls: type, name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for an option that sets field ``name`` of config dataclass ``cls``: the field's type
+    and the range its metadata declares (:func:`~diffpose.config_ranges.ranged_field`)."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    kind = float if f.type in (float, "float") else int
+    lo, hi = f.metadata.get("range", (None, None))
+    lo_open, hi_open = f.metadata.get("open", (False, False))
+    return number(kind, lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
 # ------------------------------------------------------------------------------------------------ checkpoint
@@ -79,22 +134,19 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | tuple[str, ...
 def add_sampling(p: argparse.ArgumentParser) -> None:
     """``--steps``, ``--ensemble``, ``--combine``, ``--eta``: default the checkpoint's ``sampling.*``."""
     g = p.add_argument_group("sampling (diffusion models; default: the checkpoint's own sampling settings)")
-    g.add_argument("--steps", type=int, help="DDIM steps S")
-    g.add_argument("--ensemble", type=int, help="hypotheses K per person; the uncertainty is their spread")
+    g.add_argument("--steps", type=config_number(SamplingConfig, "steps"), help="DDIM steps S")
+    g.add_argument("--ensemble", type=config_number(SamplingConfig, "ensemble"),
+                   help="hypotheses K per person; the uncertainty is their spread")
     g.add_argument("--combine", choices=COMBINE_MODES, help="how hypotheses combine: heatmap mean, keypoint median "
                    "medoid (per joint the hypothesis nearest the others) or peak (the most confident one)")
-    g.add_argument("--eta", type=float, help="DDIM noise (0 deterministic, 1 DDPM-like)")
+    g.add_argument("--eta", type=config_number(SamplingConfig, "eta"), help="DDIM noise (0 deterministic, 1 DDPM-like)")
 
 
 def sampling_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The sampling settings the user gave (those left out come from the checkpoint), range-checked."""
-    given = {k: getattr(args, k) for k in ("steps", "ensemble", "combine", "eta") if getattr(args, k) is not None}
-    for key in ("steps", "ensemble"):
-        if key in given:
-            at_least(given[key], f"--{key}", 1)
-    if "eta" in given:
-        at_least(given["eta"], "--eta", 0.0)
-    return given
+    """The sampling settings the user gave (those left out come from the checkpoint). Their ranges were checked
+    while parsing; the rules that involve the checkpoint's config when the predictor takes them
+    (:func:`~diffpose.config.with_sampling`)."""
+    return {k: getattr(args, k) for k in ("steps", "ensemble", "combine", "eta") if getattr(args, k) is not None}
 
 
 def warn_unused_sampling(args: argparse.Namespace, samples: bool) -> None:
@@ -115,36 +167,9 @@ def add_seed(p: argparse.ArgumentParser, what: str = "the sampling noise") -> No
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int = 32) -> None:
-    p.add_argument("--batch-size", type=int, default=default, help=f"person clips per model call (default {default})")
+    p.add_argument("--batch-size", type=number(int, 1), default=default,
+                   help=f"person clips per model call (default {default})")
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
-
-
-def batch_size_from_args(args: argparse.Namespace) -> int:
-    """``--batch-size``, checked to be >= 1."""
-    return int(at_least(args.batch_size, "--batch-size", 1))
-
-
-def positive(value: int | float, flag: str) -> int | float:
-    """``value`` if it is a finite number > 0, else a one-line error naming ``flag``."""
-    if not (math.isfinite(value) and value > 0):
-        raise DiffPoseError(f"{flag}: {value} is out of range, expected > 0", field=flag)
-    return value
-
-
-def at_least(value: int | float, flag: str, low: int | float, high: int | float | None = None) -> int | float:
-    """``value`` if it is finite and ``low <= value`` (``<= high``), else one line naming ``flag`` and the range."""
-    ok = math.isfinite(value) and value >= low and (high is None or value <= high)
-    if not ok:
-        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise DiffPoseError(f"{flag}: {value} is out of range, expected {expected}", field=flag)
-    return value
-
-
-def finite(value: float | None, flag: str) -> float | None:
-    """``value`` (or None) if it is a finite number, else one line naming ``flag``."""
-    if value is not None and not math.isfinite(value):
-        raise DiffPoseError(f"{flag}: {value} is not a finite number", field=flag)
-    return value

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffpose.cli.args import add_checkpoint, checkpoint_from_args, positive
+from diffpose.cli.args import add_checkpoint, checkpoint_from_args, number
 from diffpose.estimators import load_estimator
 from diffpose.export import export_onnx
 from diffpose.io_utils import check_not_input
@@ -34,12 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint(p, positional_alias=True)
     p.add_argument("--onnx", required=True, type=Path, metavar="DIR", help="folder to write the graphs to")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference to PyTorch (1e-4)")
+    p.add_argument("--tolerance", type=number(float, 0, lo_open=True), default=1e-4,
+                   help="largest allowed difference to PyTorch (1e-4)")
 
 
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
-    positive(args.tolerance, "--tolerance")
     check_not_input(args.onnx, [checkpoint], "--onnx")
     estimator = load_estimator(checkpoint, "cpu")
     manifest = export_onnx(estimator, args.onnx, check=not args.no_check, tolerance=args.tolerance)

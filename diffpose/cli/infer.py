@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -54,11 +55,8 @@ from diffpose.cli.args import (
     add_progress,
     add_sampling,
     add_seed,
-    at_least,
-    batch_size_from_args,
     checkpoint_from_args,
-    finite,
-    positive,
+    number,
     sampling_from_args,
     warn_unused_sampling,
 )
@@ -93,12 +91,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("person boxes")
     src.add_argument("--boxes", metavar="DET.json|gt", help="detection file, or 'gt' for the annotations")
     src.add_argument("--detector", metavar="MODULE:FUNCTION", help="a Python detector function (see above)")
-    src.add_argument("--min-box-score", type=float, default=0.0, help="drop boxes scoring below this (default 0)")
-    src.add_argument("--detect-every", type=int, default=1, metavar="N", help="consult the box source every N "
-                     "frames, propagate in between (default 1)")
+    src.add_argument("--min-box-score", type=number(float), default=0.0,
+                     help="drop boxes scoring below this (default 0)")
+    src.add_argument("--detect-every", type=number(int, 1), default=1, metavar="N",
+                     help="consult the box source every N frames, propagate in between (default 1)")
     src.add_argument("--no-propagate", action="store_true", help="frames without boxes stay empty")
-    src.add_argument("--propagate-score", type=float, default=0.2, help="joints scoring below this do not shape a "
-                     "propagated box (default 0.2)")
+    src.add_argument("--propagate-score", type=number(float), default=0.2,
+                     help="joints scoring below this do not shape a propagated box (default 0.2)")
     add_sampling(p)
     model = p.add_argument_group("model")
     add_batch_size(model)
@@ -109,20 +108,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="reuse backbone features across overlapping clips (default)")
     reuse.add_argument("--exact", dest="reuse", action="store_false",
                        help="crop every frame of every clip with its key box (5 backbone passes per person-frame)")
-    model.add_argument("--reuse-iou", type=float, default=0.5, help="a neighbour frame's crop is reused when its "
-                       "region overlaps the key crop's with IoU >= this (default 0.5); otherwise it is cropped anew")
-    model.add_argument("--threads", type=int, help="CPU threads for PyTorch / onnxruntime (default: theirs, one per "
-                       "core, the fastest on a quiet machine; on a shared or busy machine --threads 1 is faster, see "
-                       "docs/speed.md)")
-    model.add_argument("--max-age", type=int, default=30, help="frames before a lost track is retired (default 30)")
+    model.add_argument("--reuse-iou", type=number(float, 0, 1, lo_open=True), default=0.5,
+                       help="a neighbour frame's crop is reused when its region overlaps the key crop's with "
+                       "IoU >= this (default 0.5); otherwise it is cropped anew")
+    model.add_argument("--threads", type=number(int, 1),
+                       help="CPU threads for PyTorch / onnxruntime (default: theirs, one per core, the fastest "
+                       "on a quiet machine; on a shared or busy machine --threads 1 is faster, see docs/speed.md)")
+    model.add_argument("--max-age", type=number(int, 0), default=30,
+                       help="frames before a lost track is retired (default 30)")
     out = p.add_argument_group("outputs")
     out.add_argument("--json", type=Path, metavar="OUT.json", help="PoseTrack18 JSON with track ids")
     out.add_argument("--coco", type=Path, metavar="OUT.json", help="COCO keypoint results JSON")
     out.add_argument("--render", type=Path, metavar="OUT.mp4", help="rendered video (mp4v)")
     out.add_argument("--render-frames", type=Path, metavar="DIR", help="rendered frames as DIR/<index>.png")
-    out.add_argument("--render-score", type=float, default=0.2, help="joints below this score are drawn faint")
-    out.add_argument("--fps", type=float, help="frame rate of --render for folder/PoseTrack input (default 25; a "
-                     "video keeps its own)")
+    out.add_argument("--render-score", type=number(float), default=0.2, help="joints below this score are drawn faint")
+    out.add_argument("--fps", type=number(float, 0, lo_open=True),
+                     help="frame rate of --render for folder/PoseTrack input (default 25; a video keeps its own)")
     add_progress(p)
 
 
@@ -146,46 +147,48 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise DiffPoseError("two outputs name the same path")
 
 
-def run(args: argparse.Namespace) -> int:
-    args.checkpoint = checkpoint_from_args(args)
+def _check_choices(args: argparse.Namespace) -> None:
+    """The options that exclude or need each other (single values were checked while parsing)."""
     if (args.checkpoint is None) == (args.onnx is None):
         raise DiffPoseError("give either -c/--checkpoint CKPT or --onnx DIR")
-    batch_size_from_args(args)
-    sampling_from_args(args)
-    at_least(args.detect_every, "--detect-every", 1)
-    for flag in ("min_box_score", "propagate_score", "render_score", "reuse_iou"):
-        finite(getattr(args, flag), "--" + flag.replace("_", "-"))
-    if args.fps is not None:
-        positive(args.fps, "--fps")
-    if not 0.0 < args.reuse_iou <= 1.0:
-        raise DiffPoseError(f"expected 0 < --reuse-iou <= 1, got {args.reuse_iou}")
     if args.boxes is not None and args.detector is not None:
         raise DiffPoseError("give either --boxes or --detector, not both")
     if args.boxes is None and args.detector is None:
         raise DiffPoseError("no person boxes: give --boxes DET.json, --boxes gt or --detector MODULE:FUNCTION")
-    if args.max_age < 0:
-        raise DiffPoseError(f"expected --max-age >= 0, got {args.max_age}")
-    _check_outputs(args)
-    source = open_source(args.input, args.root, args.fps)
+
+
+def _box_provider(args: argparse.Namespace, source: Any) -> Any:
+    """Where the person boxes come from: the annotations, a detection file or the user's detector."""
     if args.boxes == "gt":
         if not isinstance(source, PoseTrackSource):
             raise DiffPoseError("--boxes gt needs annotations: give a PoseTrack18 JSON file as INPUT", args.input)
-        provider = GroundTruthBoxes()
-    elif args.boxes is not None:
+        return GroundTruthBoxes()
+    if args.boxes is not None:
         provider = DetectionFileBoxes(args.boxes, args.min_box_score)
         check_dropped(args.boxes, provider.total, provider.kept, provider.dropped, "infer")  # all dropped: an error
-    else:
-        provider = load_detector(args.detector, args.min_box_score)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DiffPoseError(f"expected --threads >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        return provider
+    return load_detector(args.detector, args.min_box_score)
+
+
+def _predictor(args: argparse.Namespace) -> Predictor:
     settings = dict(seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))
     if args.onnx is not None:
         predictor = Predictor.from_onnx(args.onnx, threads=args.threads, **settings)
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint, args.device, **settings)
     warn_unused_sampling(args, predictor.samples)
+    return predictor
+
+
+def run(args: argparse.Namespace) -> int:
+    args.checkpoint = checkpoint_from_args(args)
+    _check_choices(args)
+    _check_outputs(args)
+    source = open_source(args.input, args.root, args.fps)
+    provider = _box_provider(args, source)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    predictor = _predictor(args)
     rendering = args.render is not None or args.render_frames is not None
     options = PipelineOptions(detect_every=args.detect_every, propagate=not args.no_propagate,
                               propagate_min_score=args.propagate_score, keep_images=rendering, reuse=args.reuse,

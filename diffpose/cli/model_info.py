@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from diffpose.checkpoint import load_checkpoint
-from diffpose.cli.args import add_config, at_least, config_from_args
+from diffpose.cli.args import add_config, config_from_args, number
 from diffpose.config import Config
 from diffpose.estimators import KINDS, build_estimator, model_complexity
 from diffpose.models import Complexity, build_backbone, load_vitpose, param_groups
@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     parser.add_argument("--time-train-step", action="store_true",
                         help="also time a training step (fwd + bwd + AdamW) on random data (not in --json)")
-    parser.add_argument("--batch", type=int, default=16, help="clips per timed training step (default: 16)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the timing (default: torch's)")
+    parser.add_argument("--batch", type=number(int, 1), default=16, help="clips per timed training step (default: 16)")
+    parser.add_argument("--threads", type=number(int, 1), default=None,
+                        help="CPU threads for the timing (default: torch's)")
 
 
 def time_train_step(cfg: Config, kind: str, batch: int, repeats: int = 5) -> float:
@@ -139,9 +140,6 @@ def _human(cfg: Config, preset: str, estimator_line: str, cx: Complexity, num_fr
 
 
 def run(args: argparse.Namespace) -> int:
-    at_least(args.batch, "--batch", 1)
-    if args.threads is not None:
-        at_least(args.threads, "--threads", 1)
     cfg = config_from_args(args)
     cx = model_complexity(cfg)
     with torch.device("meta"):  # what the kind reads: its clip length and a one-line description

@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from diffpose.cli.args import add_progress
+from diffpose.cli.args import add_progress, number
 from diffpose.data.dataset_root import INCOMPLETE
 from diffpose.errors import DiffPoseError
 from diffpose.io_utils import check_writable
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-videos", type=int, default=None, help="number of val videos (default: a quarter of "
                         "the train videos, at least 1); video i of a split is the same whatever the count")
     parser.add_argument("--frames", type=int, default=None, help="frames per video (preset: 36)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s); "
+    parser.add_argument("--seed", type=number(int, 0), default=0, help="random seed, >= 0 (default: %(default)s)")
+    parser.add_argument("--workers", type=number(int, 1), default=2, help="worker processes (default: %(default)s); "
                         "the output does not depend on it")
     parser.add_argument("--preview", action="store_true", help="also write OUT_DIR/preview.png, a contact sheet "
                         "of frames (val first) with the ground truth drawn")
@@ -67,10 +67,6 @@ def _prepare(out: Path, force: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset).with_overrides(videos=args.videos, frames=args.frames, val_videos=args.val_videos)
-    if args.seed < 0:
-        raise DiffPoseError(f"expected a seed >= 0, got {args.seed}", field="--seed")
-    if args.workers < 1:
-        raise DiffPoseError(f"expected at least 1 worker, got {args.workers}", field="--workers")
     out = Path(args.out_dir)
     _prepare(out, args.force)
     check_writable(out, folder=True)  # an unwritable OUT_DIR fails now, not after the first rendered frame

@@ -29,9 +29,8 @@ from diffpose.cli.args import (
     add_progress,
     add_sampling,
     add_seed,
-    batch_size_from_args,
     checkpoint_from_args,
-    finite,
+    number,
     sampling_from_args,
     warn_unused_sampling,
 )
@@ -46,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="split folder under annotations/ (default val)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (predictions/, ap.json)")
     p.add_argument("--boxes", default="gt", help="'gt' (default) or a detection JSON file")
-    p.add_argument("--min-box-score", type=float, default=0.0, help="drop detections below this score")
+    p.add_argument("--min-box-score", type=number(float), default=0.0, help="drop detections below this score")
     add_sampling(p)
     add_batch_size(p)
     add_device(p)
@@ -56,9 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
-    batch_size_from_args(args)
-    finite(args.min_box_score, "--min-box-score")
-    sampling_from_args(args)
     inputs = [args.data, checkpoint] + ([args.boxes] if args.boxes != "gt" else [])
     check_not_input(args.out, inputs, flag="--out")  # never among the annotations: later reads would fail
     for name in ("ap.json", "reliability.png"):  # a FIFO or device of that name is refused now; nothing is created

@@ -1,13 +1,12 @@
 """Train DiffPose (or another model kind, e.g. the single-frame baseline) on a PoseTrack-layout dataset.
 
 The config is a preset, then an optional YAML file, then --set KEY=VALUE overrides, in that order; unknown
-keys and wrong types are errors. model.kind chooses the model: diffpose (temporal diffusion, default) or
-baseline (single-frame heatmap regression). The resolved config is saved as OUT/config.yaml and inside every
-checkpoint. OUT/last.pt is rewritten atomically every train.checkpoint_every steps and at every epoch end;
---resume continues from it exactly (same weights as an uninterrupted run). Metrics go to
-OUT/metrics.jsonl (and OUT/tensorboard when tensorboard is installed). The finished weights are written
-to OUT/final.pt (model + config, EMA weights when train.ema > 0), the file `diffpose test` and
-`diffpose infer` take.
+keys and wrong types are errors. model.kind chooses the model (the kinds are listed at the end). The
+resolved config is saved as OUT/config.yaml and inside every checkpoint. OUT/last.pt is rewritten atomically
+every train.checkpoint_every steps and at every epoch end; --resume continues from it exactly (same weights as
+an uninterrupted run). Metrics go to OUT/metrics.jsonl (and OUT/tensorboard when tensorboard is installed).
+The finished weights are written to OUT/final.pt (model + config, EMA weights when train.ema > 0), the file
+`diffpose test` and `diffpose infer` take.
 
 A run folder belongs to one run: while it trains, OUT/train.lock holds its PID and a second `diffpose train`
 on OUT is refused (a lock whose process is gone is taken over with a note). A folder that already holds a
@@ -29,12 +28,24 @@ from __future__ import annotations
 import argparse
 
 from diffpose.cli.args import add_config, add_progress, config_from_args
+from diffpose.config import ModelConfig
 from diffpose.engine.distributed import shutdown_distributed
 from diffpose.engine.run import train_and_finish
+from diffpose.estimators import KINDS
 from diffpose.io_utils import check_not_input
 
 
+def kinds_help() -> str:
+    """The model kinds of :data:`~diffpose.estimators.KINDS`, one line each, for the end of ``--help``."""
+    default = ModelConfig().kind
+    width = max(len(name) for name in KINDS)
+    lines = [f"  {name:<{width}}  {kind.summary}{' (default)' if name == default else ''}"
+             for name, kind in KINDS.items()]
+    return "model kinds (--set model.kind=KIND):\n" + "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = kinds_help()
     add_config(p, positional_alias=True)
     p.add_argument("--data", metavar="ROOT", help="dataset root with images/ and annotations/ (= data.root)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: config, checkpoints, metrics")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.io
 
 from diffpose.data.posetrack17 import (
     corners_from_head_box,
@@ -284,8 +285,6 @@ def _video_struct(video: Video, path: Path | str, where: str) -> dict[str, Any]:
 
 def write_bonn_mat(videos: list[Video], path: str | Path) -> Path:
     """Write videos as a Bonn ``annolist.mat`` that :func:`read_bonn_mat` reads back, atomically."""
-    import scipy.io
-
     entries = np.empty(len(videos), dtype=object)
     entries[:] = [_video_struct(v, path, f"annolist[{i}]") for i, v in enumerate(videos)]
     return atomic_write_with(lambda f: scipy.io.savemat(f, {"annolist": entries}, long_field_names=True,

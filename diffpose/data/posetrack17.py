@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.io
 
 from diffpose.data.records import Frame, Person, Video
 from diffpose.data.validate import get, load_json, number, type_name
@@ -74,8 +75,6 @@ def corners_from_head_box(box: np.ndarray) -> tuple[float, float, float, float]:
 # --------------------------------------------------------------------------------------------------
 def load_mat(path: str | Path) -> dict[str, Any]:
     """The variables of a MATLAB v5 ``.mat`` file (``squeeze_me=True, struct_as_record=False``)."""
-    import scipy.io
-
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("file does not exist" if not path.exists() else "is not a file", path)
@@ -144,8 +143,6 @@ def plain_to_mat(value: Any, path: Path | str, field: str) -> Any:
 
 def save_mat(variables: dict[str, Any], path: str | Path) -> Path:
     """Write plain (JSON-like) ``variables`` as a compressed MATLAB v5 file, atomically."""
-    import scipy.io
-
     mdict = plain_to_mat(variables, path, "")
     return atomic_write_with(
         lambda f: scipy.io.savemat(f, mdict, long_field_names=True, do_compression=True, oned_as="row"), path)

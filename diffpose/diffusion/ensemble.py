@@ -70,10 +70,8 @@ def rms_spread(hyp_keypoints: torch.Tensor, keypoints: torch.Tensor) -> torch.Te
 
 
 def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine: str = "mean") -> PoseSamples:
-    """Combine ``(B, K, J, H, W)`` heatmaps in ``[0, 1]`` into a :class:`PoseSamples`."""
-    if combine not in COMBINE_MODES:
-        raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
-                            field="sampling.combine")
+    """Combine ``(B, K, J, H, W)`` heatmaps in ``[0, 1]`` into a :class:`PoseSamples` (``combine``: one of
+    :data:`~diffpose.config.COMBINE_MODES`, checked with the rest of the config)."""
     b, k, j, h, w = hyp_heatmaps.shape
     if k == 1:  # one hypothesis: it is the combination (no second decode), spread 0
         keypoints, scores = codec.decode(hyp_heatmaps[:, 0])  # (B, J, 2), (B, J)
@@ -93,8 +91,10 @@ def combine_hypotheses(hyp_heatmaps: torch.Tensor, codec: HeatmapCodec, combine:
             dist = (hyp_kp[:, :, None] - hyp_kp[:, None]).norm(dim=-1).sum(dim=2)  # (B, K, J) to the others
             pick = dist.argmin(dim=1)  # (B, J)
             scores = hyp_scores.mean(dim=1)  # (B, J)
-        else:
+        elif combine == "peak":
             scores, pick = hyp_scores.max(dim=1)  # (B, J) each
+        else:
+            raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
         keypoints = hyp_kp.gather(1, pick[:, None, :, None].expand(b, 1, j, 2))[:, 0]  # (B, J, 2)
     return PoseSamples(heatmaps=mean_hm, keypoints=keypoints, scores=scores, hypotheses_keypoints=hyp_kp,
                        uncertainty=rms_spread(hyp_kp, keypoints))
@@ -128,11 +128,6 @@ def sample_poses(net: Any, diffusion: HeatmapDiffusion, codec: HeatmapCodec, cli
     """
     if (clips is None) == (cond is None):
         raise DiffPoseError("give exactly one of clips and cond", field="clips")
-    if hypotheses < 1:
-        raise DiffPoseError(f"hypotheses must be >= 1, got {hypotheses}", field="sampling.ensemble")
-    if combine not in COMBINE_MODES:
-        raise DiffPoseError(f"unknown combine mode {combine!r}; choose one of {COMBINE_MODES}",
-                            field="sampling.combine")
     if predicts is None:
         predicts = getattr(net, "predicts", "signal")
     if self_condition is None:

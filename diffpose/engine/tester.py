@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from diffpose.checkpoint import resolve_device
 from diffpose.data.clip_dataset import ClipDataset, ClipItem, detection_items, gt_items, load_split
@@ -47,8 +48,6 @@ def predict_items(predictor: Predictor, videos: list[Video], root: str | Path, i
         opencv_before_fork()
     loader = DataLoader(dataset, batch_size=predictor.batch_size, shuffle=False, num_workers=workers)
     if progress:
-        from tqdm import tqdm
-
         loader = tqdm(loader, desc="predict", unit="batch")
     out: list[PersonPose] = []
     for batch in loader:

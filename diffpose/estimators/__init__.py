@@ -3,7 +3,8 @@
 * :class:`PoseEstimator` -- the interface (``training_noise``, ``loss``, ``predict``, ``predict_features``,
   ``backbone_features``; ``num_frames``, ``offsets``, ``samples``; ``graphs``, ``complexity``,
   ``memory_per_clip`` for export, ``model-info`` and the predictor)
-* :class:`DiffusionEstimator` (DiffPose) and :class:`RegressionEstimator` (the single-frame baseline)
+* :class:`DiffusionEstimator` (DiffPose) and :class:`RegressionEstimator` (the single-frame baseline and the
+  temporal regression)
 * :data:`KINDS`, :func:`build_estimator`, :func:`load_estimator` -- the kinds, named in one place
 * :class:`Predictor`, :class:`PersonPose` -- cropping and image pixels around an estimator: the one prediction
   path of ``diffpose test`` and ``diffpose infer``
@@ -24,11 +25,11 @@ from diffpose.estimators.kinds import (
                                       load_onnx_estimator,
                                       model_complexity,
 )
-from diffpose.estimators.predictor import PersonPose, Predictor, check_sampling
+from diffpose.estimators.predictor import PersonPose, Predictor
 from diffpose.estimators.regression import RegressionEstimator
 
 __all__ = [
     "KINDS", "Batch", "DiffusionEstimator", "Kind", "PersonPose", "PoseEstimator", "PoseSamples", "Predictor",
-    "RegressionEstimator", "build_estimator", "check_sampling", "get_kind", "load_estimator", "load_onnx_estimator",
+    "RegressionEstimator", "build_estimator", "get_kind", "load_estimator", "load_onnx_estimator",
     "model_complexity",
 ]  # fmt: skip

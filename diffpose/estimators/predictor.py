@@ -26,7 +26,6 @@ so the same frames, boxes and batch size give identical results run after run.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from diffpose.checkpoint import resolve_device
-from diffpose.config import COMBINE_MODES, SamplingConfig
+from diffpose.config import SamplingConfig, with_sampling
 from diffpose.data.crops import crop_image, normalise_crop
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
 from diffpose.errors import DiffPoseError
@@ -95,9 +94,7 @@ class Predictor:
         self.offsets = estimator.offsets  # e.g. (-2, -1, 0, 1, 2); (0,) for a single-frame model
         self.key = estimator.key
         self.codec = estimator.codec
-        given = {"steps": steps, "ensemble": ensemble, "combine": combine, "eta": eta}
-        self.sampling = check_sampling(dataclasses.replace(
-            self.cfg.sampling, **{k: v for k, v in given.items() if v is not None}))
+        self.sampling = with_sampling(self.cfg, steps=steps, ensemble=ensemble, combine=combine, eta=eta)
         if batch_size < 1:
             raise DiffPoseError(f"batch size must be >= 1, got {batch_size}", field="--batch-size")
         self.batch_size = int(batch_size)
@@ -258,19 +255,6 @@ class Predictor:
         crops = [self.crop(window, box) for box in boxes]
         clips = np.stack([c for c, _ in crops])  # (N, T, 3, H_in, W_in)
         return self.predict_clips(clips, [m for _, m in crops], boxes, box_scores)
-
-
-def check_sampling(sampling: SamplingConfig) -> SamplingConfig:
-    """``sampling`` if its values are usable, else a :class:`DiffPoseError` naming the setting."""
-    if sampling.steps < 1 or sampling.ensemble < 1:
-        raise DiffPoseError(f"steps and ensemble must be >= 1, got {sampling.steps} and {sampling.ensemble}",
-                            field="--steps/--ensemble")
-    if sampling.combine not in COMBINE_MODES:
-        raise DiffPoseError(f"unknown combine mode {sampling.combine!r}; choose one of {', '.join(COMBINE_MODES)}",
-                            field="--combine")
-    if not sampling.eta >= 0:
-        raise DiffPoseError(f"eta must be >= 0, got {sampling.eta}", field="--eta")
-    return sampling
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from tqdm import tqdm
 
 from diffpose.data.posetrack17 import posetrack17_from_dict
 from diffpose.data.posetrack18 import posetrack18_videos_from_dict
@@ -202,8 +203,6 @@ def evaluate_dirs(gt_dir: str | Path, pred_dir: str | Path, protocol: str = "pos
     frames: list[EvalFrame] = []
     iterator = gt_files
     if progress:
-        from tqdm import tqdm
-
         iterator = tqdm(gt_files, desc="evaluate", unit="video")
     for gt_path in iterator:
         pred_path = pred_dir / gt_path.name

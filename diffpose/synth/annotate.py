@@ -1,6 +1,6 @@
 """Ground truth from the rendered frame: which joints are labeled, which are occluded, boxes, ignore regions.
 
-Rules (each one is tested in ``tests/test_synth.py``):
+Rules (each one is tested in ``tests/synth/test_synth.py``):
 
 * **Labeled.** Every joint except the ears (never labeled in PoseTrack) is labeled with ``v = 1`` at its
   true position, occluded or not, as long as it lies within ``margin`` pixels of the image (PoseTrack also

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from diffpose.synth.raster import Canvas
@@ -65,8 +66,6 @@ def plan_effects(rng: np.random.Generator, n: int, burst_prob: float, dropout_pr
 
 def motion_kernel(dx: float, dy: float) -> np.ndarray | None:
     """A normalised line kernel for a blur of ``(dx, dy)`` pixels (``None`` when shorter than one pixel)."""
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     length = float(np.hypot(dx, dy))
     if length < 1.0:
         return None
@@ -117,8 +116,6 @@ def finish_frame(image: np.ndarray, plan: EffectsPlan, t: int, camera_motion: np
         noise_bank: from :func:`noise_bank`; each frame reads a window of it at a random offset.
         rng: draws the noise offset and sign.
     """
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     dx, dy = 0.5 * camera_motion
     if plan.burst_len[t] > 0:
         dx += plan.burst_len[t] * np.cos(plan.burst_angle[t])

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from diffpose.data.dataset_root import INCOMPLETE, MANIFEST
 from diffpose.data.images import opencv_before_fork
@@ -142,9 +144,6 @@ def generate(out_dir: str | Path, preset: SynthPreset, seed: int = 0, workers: i
     ``workers`` processes render videos in parallel (1 = in this process); the output bytes are the same
     for any number of workers.
     """
-    import cv2
-    from tqdm import tqdm
-
     if seed < 0:
         raise DiffPoseError(f"expected a seed >= 0, got {seed}", field="--seed")
     out = Path(out_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from diffpose.data.posetrack18 import read_posetrack18
@@ -31,8 +32,6 @@ def _pt(p: np.ndarray, scale: float) -> tuple[int, int]:
 
 def draw_ground_truth(image: np.ndarray, frame: Frame, scale: float = 1.0) -> np.ndarray:
     """``image`` ``(H, W, 3)`` uint8 BGR resized by ``scale`` with the frame's annotation drawn on it."""
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     h, w = image.shape[:2]
     out = cv2.resize(image, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
     aa = cv2.LINE_AA
@@ -88,8 +87,6 @@ def make_preview(root: str | Path, out_path: str | Path, frames: int = 3, scale:
     Frames come from the val videos first, then train, one per video in turn (more than one per video only
     when there are fewer videos than frames).
     """
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     root = Path(root)
     files = [f for split in ("val", "train") for f in sorted((root / "annotations" / split).glob("*.json"))]
     if not files:
@@ -120,8 +117,6 @@ def make_preview(root: str | Path, out_path: str | Path, frames: int = 3, scale:
 
 
 def _caption(tile: np.ndarray, text: str) -> None:
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
     tile[: h + 8, : w + 8] //= 3
     cv2.putText(tile, text, (4, h + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 
@@ -167,8 +168,6 @@ def polygon(points: np.ndarray, size: tuple[int, int]) -> Field | None:
     h, w = y1 - y0, x1 - x0
     sub = np.zeros((h * 4, w * 4), dtype=np.uint8)
     q = np.round((pts - [x0 - 0.375, y0 - 0.375]) * 4 * 16).astype(np.int32)  # 4x grid, 4 bits of subpixel shift
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     cv2.fillPoly(sub, [q], 255, lineType=cv2.LINE_8, shift=4)
     alpha = cv2.resize(sub, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0  # (h, w)
     px, py = _grid(x0, y0, x1, y1, 0.0, 0.0)  # (1, w), (h, 1)

@@ -15,6 +15,7 @@ around it show something painted after all of its own parts (see :mod:`diffpose.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from diffpose.keypoints import POSETRACK18
@@ -199,8 +200,6 @@ def _face_details(canvas: Canvas, centre: np.ndarray, up: np.ndarray, body: Body
     head_px = body.head_len * hp
     if head_px < 7 or np.cos(face_yaw) < 0.25:
         return
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     right = np.array([-up[1], up[0]])
     c, s = np.cos(face_yaw), np.sin(face_yaw)
     dark = (0.12, 0.1, 0.1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from diffpose.synth.appearance import SKIN_TONES, hsv_bgr, make_material, random_cloth, rgb
@@ -174,8 +175,6 @@ _SKY_LIGHT = np.array([-0.3, -0.6, 0.74]) / np.linalg.norm([-0.3, -0.6, 0.74])
 
 
 def _ground(img: np.ndarray, rng: np.random.Generator, horizon: float, indoor: bool) -> None:
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     hc, wc = img.shape[:2]
     h0 = int(horizon)
     if indoor or rng.random() < 0.5:  # tiles or pavement with perspective lines
@@ -205,8 +204,6 @@ def _shaded_capsule(canvas: Canvas, a: np.ndarray, b: np.ndarray, r: float, mate
 
 def _box(img: np.ndarray, x: float, y: float, w: float, h: float, depth: float, colour: np.ndarray) -> None:
     """A box standing on ``(x, y)``: a front face ``w`` x ``h``, a lit top and a shaded side ``depth`` deep."""
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     dx, dy = depth, -abs(depth) * 0.6
     side_x = x + w if depth > 0 else x
     faces = (
@@ -260,8 +257,6 @@ def _distractors(canvas: Canvas, rng: np.random.Generator, count: int, person_px
 def make_scene(rng: np.random.Generator, image_size: tuple[int, int], distractors: int, clutter: int,
                person_px: float) -> Scene:
     """Paint one video's background canvas ``(CANVAS_SCALE * H, CANVAS_SCALE * W)`` and pick its lighting."""
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     wc, hc = int(round(image_size[0] * CANVAS_SCALE)), int(round(image_size[1] * CANVAS_SCALE))
     img = np.zeros((hc, wc, 3), dtype=np.float32)
     indoor = bool(rng.random() < 0.45)
@@ -289,7 +284,5 @@ def make_scene(rng: np.random.Generator, image_size: tuple[int, int], distractor
 
 def view(scene: Scene, camera: CameraPath, t: int, image_size: tuple[int, int]) -> np.ndarray:
     """The background seen by the camera at frame ``t``: ``(H, W, 3)`` float32."""
-    import cv2  # local: keeps the import cost out of ``diffpose --help``
-
     return cv2.warpAffine(scene.background, camera.matrices[t].astype(np.float64), image_size,
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)

@@ -1,4 +1,4 @@
-"""Config values are range-checked, not only type-checked (issue 14, class 3).
+"""Config values are range-checked, not only type-checked.
 
 Every dataclass field of :mod:`diffpose.config` declares what it accepts in its metadata; one
 ``validate_config`` checks them (and the rules tying fields together) for presets, YAML files, ``--set``
@@ -126,7 +126,7 @@ def test_model_info_options_are_range_checked(argv, words, capsys):
     (["--batch-size", "0"], "--batch-size: 0 is out of range, expected >= 1"),
     (["--steps", "0"], "--steps: 0 is out of range"),
     (["--ensemble", "-1"], "--ensemble: -1 is out of range"),
-    (["--eta", "nan"], "--eta: nan is out of range"),
+    (["--eta", "nan"], "--eta: nan is not a finite number"),
     (["--min-box-score", "nan"], "--min-box-score: nan is not a finite number"),
 ], ids=["batch", "steps", "ensemble", "eta", "score"])
 def test_test_and_infer_options_are_range_checked(flags, words, synth_small, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The bad-input catalogue, end to end through the command line (issue 8); training cases are in
+"""The bad-input catalogue, end to end through the command line; training cases are in
 test_reliability_training.py.
 
 Every refused case runs ``diffpose <command>`` in-process and checks the exit status (2 for bad input; 1

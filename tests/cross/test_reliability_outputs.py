@@ -1,4 +1,4 @@
-"""Outputs that never damage inputs, and inputs that never end in a traceback (issue 14, classes 2 and 4).
+"""Outputs that never damage inputs, and inputs that never end in a traceback.
 
 Every output path is resolved before any work: an output equal to an input file or inside an input folder
 (a dataset root, an annotation split) is refused; a FIFO, a device or a socket is refused and left as it was;

@@ -1,9 +1,9 @@
-"""Signals and partial outputs, media outputs, silent empties (issue 14, classes 4-7), through the CLI.
+"""Signals and partial outputs, media outputs, silent empties, through the CLI.
 
 * SIGTERM during ``diffpose synth`` stops its worker processes and exits 130; the partial output carries
   ``synthtrack.incomplete`` and no manifest, so ``train`` / ``test`` refuse it naming ``diffpose synth DIR
   --force``, which then replaces it. A complete SynthTrack root whose split lost a file is refused; a root
-  without any SynthTrack file (PoseTrack) is read as before.
+  without any SynthTrack file (PoseTrack) is read as a plain PoseTrack root.
 * An export whose parity check fails writes nothing; ``infer --onnx`` refuses a folder without a manifest, a
   truncated graph ("not a valid ONNX graph").
 * A rendered video that does not read back (OpenCV's writer silently losing frames, as on a full disk) is an

@@ -1,4 +1,4 @@
-"""Run folders that cannot be clobbered (issue 14, class 1), through ``diffpose train``.
+"""Run folders that cannot be clobbered, through ``diffpose train``.
 
 * a folder holding a run is refused without ``--resume`` / ``--overwrite`` (checkpoints byte for byte kept);
 * ``--overwrite`` starts over; ``--resume`` and ``--overwrite`` together are refused;

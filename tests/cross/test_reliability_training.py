@@ -1,4 +1,4 @@
-"""Training reliability through ``diffpose train`` (issue 8): no run loses a finished step, no file runs code.
+"""Training reliability through ``diffpose train``: no run loses a finished step, no file runs code.
 
 * a NaN or infinite loss stops the run naming the step and keeps the last good ``last.pt``;
 * a full disk while saving leaves the previous ``last.pt`` intact (the write is failed half-way, through

@@ -236,16 +236,17 @@ def test_condition_once_per_clip_for_any_steps_and_hypotheses(checkpoint_net):
     net.prepare = counting_prepare
     x = clips(2)
     try:
-        for steps in (1, 2, 4, 8):
-            for k in range(1, 9):
-                counts.update(strl=0, prepare=0, decoder=0)
-                out = sample_poses(net, DIFF, codec, clips=x, steps=steps, hypotheses=k,
-                                   generator=torch.Generator().manual_seed(0))
-                assert counts == {"strl": 1, "prepare": 1, "decoder": steps}, (steps, k)
-                assert out.hypotheses_keypoints.shape == (2, k, 17, 2)
-                assert out.keypoints.shape == (2, 17, 2) and out.scores.shape == (2, 17)
-                assert out.uncertainty.shape == (2, 17) and out.heatmaps.shape == (2, 17, 32, 24)
-                assert torch.isfinite(out.keypoints).all() and (out.uncertainty >= 0).all()
+        # one and several steps, one and several hypotheses: the decoder runs once per step (all K hypotheses
+        # in one batch), the STRL and the pyramid once per clip
+        for steps, k in ((1, 1), (1, 8), (4, 1), (4, 8)):
+            counts.update(strl=0, prepare=0, decoder=0)
+            out = sample_poses(net, DIFF, codec, clips=x, steps=steps, hypotheses=k,
+                               generator=torch.Generator().manual_seed(0))
+            assert counts == {"strl": 1, "prepare": 1, "decoder": steps}, (steps, k)
+            assert out.hypotheses_keypoints.shape == (2, k, 17, 2)
+            assert out.keypoints.shape == (2, 17, 2) and out.scores.shape == (2, 17)
+            assert out.uncertainty.shape == (2, 17) and out.heatmaps.shape == (2, 17, 32, 24)
+            assert torch.isfinite(out.keypoints).all() and (out.uncertainty >= 0).all()
     finally:
         for h in hooks:
             h.remove()

@@ -29,8 +29,8 @@ def dead_pid() -> int:
 
 @needs_flock
 def test_a_held_lock_whose_pid_is_not_written_yet_is_refused_not_taken_over(tmp_path):
-    """The race CI hit: the holder has created the file but not written its PID; an empty file must not read
-    as a stale lock (before the fix the second train took it over and both trained)."""
+    """The holder has created the file but not yet written its PID: an empty file must not read as a stale
+    lock, or a second train would take it over and both would train."""
     fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     run_folder.fcntl.flock(fd, run_folder.fcntl.LOCK_EX | run_folder.fcntl.LOCK_NB)  # another open file: conflicts
     try:

@@ -124,7 +124,7 @@ def test_ignore_regions_remove_joints_strictly_inside():
     r = ap_of([[gt1, gt2]], [[pred1, pred2]], regions=[[square]])
     assert r.per_joint_ap["left_wrist"] == pytest.approx(100.0)
     assert r.joints.num_gt.sum() == 2 * 15 - 1  # one GT joint removed
-    # the removed prediction no longer counts: move it far away, but keep it inside -> still 100
+    # a prediction inside the region does not count: move it far away, but keep it inside -> still 100
     pred1.keypoints[lw] = wrist + [4.0, -4.0]
     pred1.keypoints[POSETRACK18.index("nose")] += [100, 0]  # an unrelated miss elsewhere
     r = ap_of([[gt1, gt2]], [[pred1, pred2]], regions=[[square]])

@@ -1,4 +1,4 @@
-"""ONNX export (issue 7): every graph matches PyTorch within 1e-4 under onnxruntime, at batch sizes other than
+"""ONNX export: every graph matches PyTorch within 1e-4 under onnxruntime, at batch sizes other than
 the export's, and the onnxruntime inference path gives PyTorch's keypoints. Skipped without onnxruntime."""
 
 from __future__ import annotations

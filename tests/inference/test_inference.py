@@ -300,7 +300,7 @@ def test_boxes_from_annotations_a_detection_file_and_propagation(checkpoints, va
             np.testing.assert_allclose(bbox, person.box, atol=1e-9)
             outside += bool(min(person.box[:2]) < 0 or person.box[0] + person.box[2] > 384
                             or person.box[1] + person.box[3] > 288)
-    assert outside > 0  # the case that clipping used to change
+    assert outside > 0  # boxes that clipping to the image would change
 
     dets = _gt_detections(val_json, key="image_id")
     dets[0].score = 0.1  # below --min-box-score

@@ -1,5 +1,5 @@
-"""Feature reuse (issue 7): crop geometry of the feature warp, the cache, the pipeline's reuse path against the
-exact path, and the decoder's broadcast condition against the concat formulation it replaces."""
+"""Feature reuse: crop geometry of the feature warp, the cache, the pipeline's reuse path against the
+exact path, and the decoder's broadcast condition against the concat formulation."""
 
 from __future__ import annotations
 
