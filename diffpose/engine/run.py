@@ -46,7 +46,10 @@ def train_and_finish(cfg: Config, out_dir: str | Path, resume: bool = False, val
         load_split(cfg.data.root, cfg.data.val_split)  # --val with a missing split fails now, not after training
     lock = RunLock(out_dir) if main else None
     try:
-        trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, lock=lock, overwrite=overwrite)
+        trainer = Trainer(cfg, out_dir, progress=progress)
+        trainer.claim_folder(lock, new_run=not resume, overwrite=overwrite)
+        if resume:
+            trainer.resume()
         if resume and trainer.step >= trainer.total_steps and (out_dir / "final.pt").is_file():
             if trainer.ctx.is_main:
                 print(f"{out_dir}: this run is already finished (step {trainer.step} of {trainer.total_steps}); "

@@ -54,8 +54,8 @@ def predict_items(predictor: Predictor, videos: list[Video], root: str | Path, i
         n, clips = len(out), batch["frames"]  # (B, T, 3, H_in, W_in)
         boxes = np.array([items[n + i].box for i in range(len(clips))], dtype=np.float64)  # (B, 4)
         scores = np.array([items[n + i].score for i in range(len(clips))], dtype=np.float64)  # (B,)
-        out += predictor.predict_chunks(len(clips), lambda a, b, clips=clips: predictor.run_model(clips[a:b]),
-                                        list(batch["matrix"].numpy()), boxes, scores)
+        results = [predictor.run_model(clips[chunk]) for chunk in predictor.chunks(len(clips))]
+        out += predictor.poses(results, list(batch["matrix"].numpy()), boxes, scores)
     return out
 
 

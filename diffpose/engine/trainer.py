@@ -1,4 +1,4 @@
-"""``diffpose train``: one readable training loop for DiffPose and the single-frame baseline.
+"""``diffpose train``: one readable training loop for every model kind.
 
 The same code runs one CPU process, one GPU, or N processes under ``torchrun`` (DDP; NCCL or gloo).
 Per optimiser step:
@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from diffpose.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from diffpose.config import Config, config_to_dict, save_config
@@ -71,40 +72,40 @@ def quiet_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
-class Trainer:
-    """Builds data, model and optimiser from a config and runs (or resumes) the loop."""
+def training_items(cfg: Config) -> tuple[list[Any], list[Any]]:
+    """The videos of ``data.train_split`` and their labelled persons; an error when there are none, or when
+    periodic validation is on and ``data.val_split`` cannot be read (it fails now, not after an epoch)."""
+    if not cfg.data.root:
+        raise DiffPoseError("no dataset root given (data.root or --data)", field="data.root")
+    videos = load_split(cfg.data.root, cfg.data.train_split)
+    items = gt_items(videos)
+    if not items:
+        split = cfg.data.train_split
+        raise DiffPoseError(f"no training samples: no labelled frame of split {split!r} has a person with a "
+                            "labelled joint", Path(cfg.data.root) / "annotations" / split)
+    if cfg.train.val_every > 0:
+        load_split(cfg.data.root, cfg.data.val_split)
+    return videos, items
 
-    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-                 ctx: DistContext | None = None, lock: RunLock | None = None, overwrite: bool = False):
+
+class Trainer:
+    """Data, model, optimiser and schedule of one run, built from a config; :meth:`run` trains.
+
+    Constructing reads the dataset's annotations and checks that every frame the clips need exists (a
+    half-downloaded dataset fails before anything is written) but writes nothing. The run folder is claimed
+    with :meth:`claim_folder` (lock, ``--overwrite``) and an interrupted run continued with :meth:`resume`;
+    :func:`~diffpose.engine.run.train_and_finish` does both in that order.
+    """
+
+    def __init__(self, cfg: Config, out_dir: str | Path, progress: bool = True, ctx: DistContext | None = None):
         self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
         self.ctx = ctx or init_distributed(cfg.train.device)
-        if not cfg.data.root:
-            raise DiffPoseError("no dataset root given (data.root or --data)", field="data.root")
         torch.manual_seed(cfg.train.seed)
-        videos = load_split(cfg.data.root, cfg.data.train_split)
-        items = gt_items(videos)
-        if not items:
-            split = cfg.data.train_split
-            raise DiffPoseError(f"no training samples: no labelled frame of split {split!r} has a person with a "
-                                "labelled joint", Path(cfg.data.root) / "annotations" / split)
-        if cfg.train.val_every > 0:
-            load_split(cfg.data.root, cfg.data.val_split)  # periodic validation: a missing split fails now
+        videos, items = training_items(cfg)
         self.estimator: PoseEstimator = build_estimator(cfg)
         self.model = self.estimator.net
-        # checks that every frame the clips need exists: a half-downloaded dataset fails before the run folder is made
         self.dataset = ClipDataset(videos, cfg.data.root, items, self.estimator.codec, self.estimator.offsets,
                                    cfg.data.box_enlarge, Augmentation(), seed=cfg.train.seed)
-        if self.ctx.is_main:
-            ensure_dir(self.out_dir)
-            if lock is not None:
-                # one train per run folder (a stale lock is taken over with a note); a run that appeared since
-                # check_run_folder (another train finished meanwhile) is refused now, under the lock
-                lock.acquire(check_run=not resume and not overwrite)
-            if overwrite:
-                removed = clear_run(self.out_dir)
-                if removed:
-                    print(f"diffpose train: note: --overwrite removed the previous run's {', '.join(removed)}",
-                          file=sys.stderr, flush=True)
         self.estimator.to(self.ctx.device)
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.train.batch_size, self.ctx, cfg.train.seed)
         bb = cfg.model.backbone
@@ -124,9 +125,27 @@ class Trainer:
         self.net = DistributedDataParallel(self.model, device_ids=[self.ctx.device.index] if cuda else None) \
             if self.ctx.distributed else self.model
         self.step, self.epoch = 0, 0
-        if resume:
-            self._resume()
-        self.log = MetricsLog(self.out_dir, enabled=self.ctx.is_main)
+        self.log: MetricsLog | None = None  # opened by run()
+
+    def claim_folder(self, lock: RunLock | None, new_run: bool = True, overwrite: bool = False) -> None:
+        """Create the run folder and take its lock (main process only).
+
+        Args:
+            lock: the folder's lock; one train per run folder (a stale lock is taken over with a note).
+            new_run: refuse, under the lock, a run that appeared since ``check_run_folder`` (another train
+                finished meanwhile); False when resuming or overwriting.
+            overwrite: delete the previous run's files (with a note).
+        """
+        if not self.ctx.is_main:
+            return
+        ensure_dir(self.out_dir)
+        if lock is not None:
+            lock.acquire(check_run=new_run and not overwrite)
+        if overwrite:
+            removed = clear_run(self.out_dir)
+            if removed:
+                print(f"diffpose train: note: --overwrite removed the previous run's {', '.join(removed)}",
+                      file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -154,7 +173,8 @@ class Trainer:
             kept = "the previous last.pt is intact" if path.exists() else "no earlier checkpoint exists"
             raise DiffPoseError(f"checkpoint of step {self.step} not saved ({reason}); {kept}", path) from None
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Continue from ``OUT/last.pt``: weights, optimiser, schedule, scaler, EMA, step, epoch and RNG states."""
         path = self.out_dir / "last.pt"
         if not path.exists():
             raise DiffPoseError("nothing to resume: no last.pt here (start without --resume)", self.out_dir)
@@ -255,10 +275,9 @@ class Trainer:
         if self.ctx.is_main:
             ensure_dir(self.out_dir)
             save_config(self.cfg, self.out_dir / "config.yaml")
+        self.log = MetricsLog(self.out_dir, enabled=self.ctx.is_main)
         bar = None
         if self.progress and self.ctx.is_main:
-            from tqdm import tqdm
-
             bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         start, seen, last_loss, window = time.perf_counter(), 0, float("nan"), []
         per_epoch = self.sampler.batches_per_epoch

@@ -27,7 +27,7 @@ so the same frames, boxes and batch size give identical results run after run.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,23 +216,25 @@ class Predictor:
         """
         # No contiguous copy: ClipDataset + the default collate give this layout too, and convolutions differ in the
         # last float bits between layouts, which DARK decoding can amplify to ~1e-3 px.
-        return self.predict_chunks(len(clips), lambda a, b: self.run_model(torch.from_numpy(clips[a:b])),
-                                   matrices, boxes, box_scores, origins)
+        results = [self.run_model(torch.from_numpy(clips[chunk])) for chunk in self.chunks(len(clips))]
+        return self.poses(results, matrices, boxes, box_scores, origins)
 
-    def predict_chunks(self, n: int, run: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
-                       matrices: Sequence[np.ndarray], boxes: np.ndarray, box_scores: np.ndarray | None = None,
-                       origins: Sequence[str] | None = None) -> list[PersonPose]:
-        """Poses of ``n`` person clips: ``run(start, stop)`` gives the crop-pixel results of clips ``start:stop``
-        (:meth:`run_model` or :meth:`run_features` outputs), called in chunks of ``batch_size``."""
-        box_scores = np.ones(n) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
-        out: list[PersonPose] = []
-        for start in range(0, n, self.batch_size):
-            kp, scores, unc = run(start, min(start + self.batch_size, n))
-            for i in range(kp.shape[0]):
-                j = start + i
-                out.append(self.to_image(kp[i], scores[i], unc[i], matrices[j], boxes[j], float(box_scores[j]),
-                                         origins[j] if origins is not None else "api"))
-        return out
+    def chunks(self, n: int) -> list[slice]:
+        """``n`` person clips in model calls of at most ``batch_size``: ``[slice(0, 32), slice(32, 40)]``."""
+        return [slice(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
+
+    def poses(self, results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], matrices: Sequence[np.ndarray],
+              boxes: np.ndarray, box_scores: np.ndarray | None = None, origins: Sequence[str] | None = None
+              ) -> list[PersonPose]:
+        """Image-pixel poses of ``N`` person clips from the crop-pixel results of consecutive model calls
+        (:meth:`run_model` or :meth:`run_features` outputs, e.g. one per :meth:`chunks` slice), their ``N``
+        crop affines, boxes ``(N, 4)``, box scores ``(N,)`` (default 1) and origins."""
+        if not results:
+            return []
+        kp, scores, unc = (np.concatenate(part) for part in zip(*results))  # (N, J, 2), (N, J), (N, J)
+        box_scores = np.ones(len(kp)) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
+        return [self.to_image(kp[i], scores[i], unc[i], matrices[i], boxes[i], float(box_scores[i]),
+                              origins[i] if origins is not None else "api") for i in range(len(kp))]
 
     def predict(self, window: Sequence[np.ndarray], boxes: np.ndarray,
                 box_scores: np.ndarray | None = None) -> list[PersonPose]:

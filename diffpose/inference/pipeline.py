@@ -240,9 +240,9 @@ class StreamingPipeline:
             if self.reuse:
                 slots = [row for p in batch for row in p.slots]
                 self._run_backbone(slots)
-                poses = self.predictor.predict_chunks(
-                    n, lambda a, b: self.predictor.run_features(self.cache.assemble(slots[a:b], matrices[a:b])),
-                    matrices, boxes, scores, origins)
+                pred = self.predictor
+                results = [pred.run_features(self.cache.assemble(slots[c], matrices[c])) for c in pred.chunks(n)]
+                poses = pred.poses(results, matrices, boxes, scores, origins)
             else:
                 clips = np.stack([c for p in batch for c in p.clips])  # (N, T, 3, H_in, W_in)
                 poses = self.predictor.predict_clips(clips, matrices, boxes, scores, origins)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffpose.codec import HeatmapCodec
-from diffpose.config import load_config
+from diffpose.config import load_config, with_sampling
 from diffpose.diffusion import (
     HeatmapDiffusion,
     HeatmapSignal,
@@ -273,8 +273,10 @@ def test_identical_seeds_identical_samples_and_cached_condition_path(checkpoint_
     med = sample_from_config(net, DIFF, codec, cfg.sampling, clips=x, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(med.hypotheses_keypoints, a.hypotheses_keypoints)
     torch.testing.assert_close(med.keypoints, a.hypotheses_keypoints.median(dim=1).values)
-    with pytest.raises(DiffPoseError, match="combine"):
-        sample_poses(net, DIFF, codec, clips=x, combine="vote")
+    with pytest.raises(DiffPoseError, match="sampling.combine: 'vote' is not one of mean, median"):
+        with_sampling(cfg, combine="vote")  # sampling settings are checked with the config, once
+    with pytest.raises(ValueError, match="combine must be one of"):
+        sample_poses(net, DIFF, codec, clips=x, hypotheses=2, combine="vote")
 
 
 def test_pure_noise_fraction_of_training_steps():

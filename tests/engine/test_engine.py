@@ -122,8 +122,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synth_small, tmp_path
 def test_resume_refuses_another_model(synth_small, tmp_path):
     Trainer(micro_config(synth_small, "train.max_steps=1"), tmp_path, progress=False, ctx=DistContext()).run()
     with pytest.raises(DiffPoseError, match="different model config"):
-        Trainer(micro_config(synth_small, "model.backbone.depth=2"), tmp_path, resume=True, progress=False,
-                ctx=DistContext())
+        Trainer(micro_config(synth_small, "model.backbone.depth=2"), tmp_path, progress=False,
+                ctx=DistContext()).resume()
 
 
 @pytest.mark.parametrize("kind", ["diffpose", "baseline"])
