@@ -112,6 +112,11 @@ class ModelConfig:
     strl: STRLConfig = field(default_factory=STRLConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     baseline_deconv_channels: int = _f(256, lo=1)  # ViTPose classic head: 2 deconvs of this width
+    # ViTPose's heatmap head: "classic" (2 deconvolutions + 1x1 conv) or "simple" (ReLU, x4 bilinear, 3x3 conv)
+    head: str = _f("classic", choices=("classic", "simple"))
+    # the joint layout the network predicts (diffpose.keypoints): "posetrack18" (trained here) or "coco" (the
+    # published ViTPose weights); outputs map it to each file's own layout
+    layout: str = _f("posetrack18", choices=("posetrack18", "coco"))
 
 
 @dataclass

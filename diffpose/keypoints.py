@@ -186,6 +186,42 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
+def layout_named(name: str) -> Layout:
+    """The layout called ``name`` (``posetrack18``, ``coco``, ...); a ``KeyError`` naming the choices otherwise."""
+    if name not in LAYOUTS:
+        raise KeyError(f"unknown joint layout {name!r}; choose one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def labelled_joints(layout: Layout) -> np.ndarray:
+    """``(J,)`` bool: the joints a layout's annotations can hold (PoseTrack18 never labels the ears)."""
+    mask = np.ones(layout.num_joints, dtype=bool)
+    if layout is POSETRACK18:
+        mask[list(POSETRACK18_UNLABELED)] = False
+    return mask
+
+
+def joint_map(src: Layout, dst: Layout) -> np.ndarray:
+    """``(J_dst,)`` int: for each joint of ``dst``, the index of the joint of ``src`` with the same name, or -1
+    (``src`` lacks it: COCO has no ``head_bottom`` / ``head_top``, PoseTrack18 no eyes)."""
+    return np.array([src.joints.index(name) if name in src.joints else -1 for name in dst.joints])
+
+
+def convert_layout(keypoints: np.ndarray, scores: np.ndarray, src: Layout, dst: Layout
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One person's ``keypoints (J_src, 2)`` and ``scores (J_src,)`` in ``dst``'s joint order, matched by name.
+
+    Returns ``keypoints (J_dst, 2)``, ``scores (J_dst,)`` and ``present (J_dst,)`` bool; a joint ``src`` lacks, or
+    one ``dst``'s annotations never hold (:func:`labelled_joints`), is absent: ``(0, 0)`` with score 0.
+    """
+    index = joint_map(src, dst)
+    present = (index >= 0) & labelled_joints(dst)
+    safe = np.maximum(index, 0)
+    kp = np.where(present[:, None], np.asarray(keypoints, dtype=np.float64)[safe], 0.0)  # (J_dst, 2)
+    sc = np.where(present, np.asarray(scores, dtype=np.float64)[safe], 0.0)  # (J_dst,)
+    return kp, sc, present
+
+
 def layout_from_names(names: list[str] | tuple[str, ...]) -> Layout | None:
     """The known layout whose joint names are exactly ``names`` (in order), or None."""
     for layout in LAYOUTS.values():

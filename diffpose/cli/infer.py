@@ -196,19 +196,20 @@ def run(args: argparse.Namespace) -> int:
     pipeline = StreamingPipeline(predictor, provider, Tracker(TrackerConfig(max_age=args.max_age)), options)
     sinks = []
     if args.json is not None:
-        sinks.append(PoseTrackWriter(args.json, source.name, source.video))
+        sinks.append(PoseTrackWriter(args.json, source.name, source.video, model_layout=predictor.layout))
     if args.coco is not None:
-        sinks.append(CocoResultsWriter(args.coco))
+        sinks.append(CocoResultsWriter(args.coco, layout=predictor.layout))
     if args.render is not None:
-        sinks.append(VideoRenderer(args.render, source.fps, min_score=args.render_score))
+        sinks.append(VideoRenderer(args.render, source.fps, layout=predictor.layout, min_score=args.render_score))
     if args.render_frames is not None:
-        sinks.append(FrameFolderRenderer(args.render_frames, min_score=args.render_score))
+        sinks.append(FrameFolderRenderer(args.render_frames, layout=predictor.layout, min_score=args.render_score))
     results = tqdm(pipeline.run(source), total=source.num_frames, unit="frame", desc="infer",
                    disable=args.no_progress, file=sys.stderr)
     written = consume(results, sinks)
     stats = pipeline.stats
     print(f"{stats.frames} frames, {stats.persons} persons ({stats.propagated_persons} from propagated boxes), "
           f"{len(stats.track_ids)} track ids, {stats.fps:.2f} frames/s ({predictor.estimator.kind}, "
+          f"{predictor.layout.name} joints, "
           f"{predictor.sampling_summary()}, {'onnxruntime' if args.onnx is not None else predictor.device})")
     if stats.persons:
         how = "feature reuse" if pipeline.reuse else "exact crops"

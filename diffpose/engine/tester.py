@@ -35,7 +35,7 @@ from diffpose.estimators import PersonPose, Predictor, load_estimator
 from diffpose.evaluation import EvalResult, evaluate_dirs
 from diffpose.evaluation.uncertainty import joint_errors, uncertainty_report
 from diffpose.io_utils import check_writable
-from diffpose.keypoints import POSETRACK18_UNLABELED
+from diffpose.keypoints import POSETRACK18, Layout, convert_layout, joint_map
 
 
 def predict_items(predictor: Predictor, videos: list[Video], root: str | Path, items: list[ClipItem],
@@ -59,8 +59,10 @@ def predict_items(predictor: Predictor, videos: list[Video], root: str | Path, i
     return out
 
 
-def prediction_videos(videos: list[Video], items: list[ClipItem], preds: list[PersonPose]) -> list[Video]:
-    """PoseTrack18 prediction videos: every GT frame in order, predicted persons with unique track ids."""
+def prediction_videos(videos: list[Video], items: list[ClipItem], preds: list[PersonPose],
+                      model_layout: Layout = POSETRACK18) -> list[Video]:
+    """PoseTrack18 prediction videos: every GT frame in order, predicted persons with unique track ids; poses in
+    ``model_layout`` are written in PoseTrack18's (joints matched by name, the rest absent)."""
     per_frame: dict[tuple[int, int], list[PersonPose]] = {}
     for item, pred in zip(items, preds):
         per_frame.setdefault((item.video, item.frame), []).append(pred)
@@ -70,13 +72,12 @@ def prediction_videos(videos: list[Video], items: list[ClipItem], preds: list[Pe
         for f, frame in enumerate(video.frames):
             persons = []
             for t, p in enumerate(per_frame.get((v, f), [])):
-                present = np.ones(len(p.scores), dtype=bool)
-                present[list(POSETRACK18_UNLABELED)] = False
-                kps = np.where(present[:, None], p.keypoints, 0.0)
-                scores = np.where(present, p.scores, 0.0).astype(np.float64)
+                kps, scores, present = convert_layout(p.keypoints, p.scores, model_layout, POSETRACK18)
+                index = joint_map(model_layout, POSETRACK18)
+                unc = np.where(index >= 0, np.asarray(p.uncertainty)[np.maximum(index, 0)], 0.0)
                 persons.append(Person(keypoints=kps, visibility=scores.copy(), present=present, scores=scores,
-                                      box=p.box, track_id=t, score=float(p.scores[present].mean()),
-                                      extra={"uncertainty": [round(float(u), 3) for u in p.uncertainty]}))
+                                      box=p.box, track_id=t, score=float(scores[present].mean()),
+                                      extra={"uncertainty": [round(float(u), 3) for u in unc]}))
             frames.append(Frame(file_name=frame.file_name, frame_index=f, image_id=frame.image_id,
                                 is_labeled=frame.is_labeled, persons=persons, size=frame.size))
         out.append(Video(name=video.name, frames=frames, layout=video.layout, vid_id=video.vid_id,
@@ -90,7 +91,7 @@ def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_
     """Predict every person box of ``split`` (GT boxes, or ``detections``), write ``out_dir/predictions/*.json``
     and score them (with AP on occluded joints when the ground truth flags them).
 
-    With GT boxes and a dict ``uncertainty``, that dict is filled with
+    With GT boxes, a model of PoseTrack18's joints and a dict ``uncertainty``, that dict is filled with
     :func:`~diffpose.evaluation.uncertainty.uncertainty_report` (do the predicted uncertainty and the score flag
     the wrong joints?); with ``detections`` it is left empty (a detection has no GT person of its own).
     """
@@ -101,11 +102,11 @@ def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_
     pred_dir = Path(out_dir) / "predictions"
     check_writable(pred_dir, folder=True)  # before the predictions, not after them
     preds = predict_items(predictor, videos, data_root, items, workers, progress)
-    for video in prediction_videos(videos, items, preds):
+    for video in prediction_videos(videos, items, preds, predictor.layout):
         write_posetrack18(video, pred_dir / f"{video.name}.json")
     occluded = any(p.occluded is not None for v in videos for f in v.frames for p in f.persons)
     result = evaluate_dirs(Path(data_root) / "annotations" / split, pred_dir, occluded=occluded)
-    if uncertainty is not None and detections is None:
+    if uncertainty is not None and detections is None and predictor.layout is POSETRACK18:
         uncertainty.update(uncertainty_report(joint_errors(videos, items, preds)))
     return result
 

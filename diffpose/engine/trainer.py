@@ -78,6 +78,10 @@ def training_items(cfg: Config) -> tuple[list[Any], list[Any]]:
     if not cfg.data.root:
         raise DiffPoseError("no dataset root given (data.root or --data)", field="data.root")
     videos = load_split(cfg.data.root, cfg.data.train_split)
+    layouts = sorted({v.layout.name for v in videos} - {cfg.model.layout})
+    if layouts:
+        raise DiffPoseError(f"the training data has {layouts[0]} joints, the model predicts {cfg.model.layout} "
+                            f"(model.layout); train with model.layout={layouts[0]}", field="model.layout")
     items = gt_items(videos)
     if not items:
         split = cfg.data.train_split

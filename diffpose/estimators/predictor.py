@@ -42,6 +42,7 @@ from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
 from diffpose.errors import DiffPoseError
 from diffpose.estimators.base import PoseEstimator
 from diffpose.estimators.kinds import load_estimator, load_onnx_estimator
+from diffpose.keypoints import Layout, layout_named
 
 
 @dataclass
@@ -114,6 +115,12 @@ class Predictor:
                   **kwargs: Any) -> Predictor:
         """Run the graphs of ``diffpose export --onnx`` (``folder``) with onnxruntime instead of PyTorch (CPU)."""
         return cls(load_onnx_estimator(folder, threads, providers), "cpu", **kwargs)
+
+    @property
+    def layout(self) -> Layout:
+        """The joint layout the model predicts (``model.layout``: PoseTrack18's, or COCO's for published ViTPose
+        weights); :class:`PersonPose` keypoints are in its order."""
+        return layout_named(self.cfg.model.layout)
 
     @property
     def samples(self) -> bool:

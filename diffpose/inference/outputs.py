@@ -31,7 +31,7 @@ from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
 from diffpose.inference.pipeline import FrameResult
 from diffpose.io_utils import check_writable
-from diffpose.keypoints import POSETRACK18, POSETRACK18_UNLABELED, Layout
+from diffpose.keypoints import POSETRACK18, Layout, convert_layout, joint_map
 
 
 class Sink(Protocol):
@@ -44,25 +44,30 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
-def person_record(pose: PersonPose, layout: Layout = POSETRACK18) -> Person:
-    """A prediction :class:`~diffpose.data.records.Person`: score in ``v``, ears absent, uncertainty in ``extra``."""
+def person_record(pose: PersonPose, layout: Layout = POSETRACK18, model_layout: Layout | None = None) -> Person:
+    """A prediction :class:`~diffpose.data.records.Person` in the file's ``layout`` from a pose in the model's
+    joint layout (default: the same): joints matched by name, those the model lacks or the file never labels
+    (PoseTrack18's ears; a COCO model's missing ``head_bottom`` / ``head_top``) absent; score in ``v``,
+    uncertainty in ``extra``."""
+    model_layout = model_layout or layout
     num_joints = len(pose.scores)
-    if num_joints != layout.num_joints:
-        raise DiffPoseError(f"the model predicts {num_joints} joints; the {layout.name} layout has "
-                            f"{layout.num_joints}", field="keypoints")
-    present = np.ones(num_joints, dtype=bool)
-    if layout is POSETRACK18:
-        present[list(POSETRACK18_UNLABELED)] = False
-    scores = np.where(present, pose.scores, 0.0).astype(np.float64)
+    if num_joints != model_layout.num_joints:
+        raise DiffPoseError(f"the model predicts {num_joints} joints; the {model_layout.name} layout has "
+                            f"{model_layout.num_joints}", field="keypoints")
+    keypoints, scores, present = convert_layout(pose.keypoints, pose.scores, model_layout, layout)
+    uncertainty = np.asarray(pose.uncertainty, dtype=np.float64)
+    if model_layout is not layout:
+        index = joint_map(model_layout, layout)
+        uncertainty = np.where(index >= 0, uncertainty[np.maximum(index, 0)], 0.0)
     return Person(
-        keypoints=np.where(present[:, None], pose.keypoints, 0.0),
+        keypoints=keypoints,
         visibility=scores.copy(),
         present=present,
         scores=scores,
         box=np.asarray(pose.box, dtype=np.float64),
         track_id=pose.track_id,
-        score=float(pose.scores[present].mean()) if present.any() else 0.0,
-        extra={"uncertainty": [round(float(u), 3) for u in pose.uncertainty]},
+        score=float(scores[present].mean()) if present.any() else 0.0,
+        extra={"uncertainty": [round(float(u), 3) for u in uncertainty]},
     )
 
 
@@ -71,11 +76,14 @@ class PoseTrackWriter:
 
     Args:
         path: output file; name: the video's name; template: the input's PoseTrack annotation (keeps its
-            ``vid_id`` and ``categories``), if any.
+            ``vid_id`` and ``categories``), if any; model_layout: the joints the model predicts (default:
+            PoseTrack18's own), written in PoseTrack18's layout.
     """
 
-    def __init__(self, path: str | Path, name: str, template: Video | None = None, layout: Layout = POSETRACK18):
-        self.path, self.name, self.template, self.layout = check_writable(path), name, template, layout
+    def __init__(self, path: str | Path, name: str, template: Video | None = None,
+                 model_layout: Layout = POSETRACK18):
+        self.path, self.name, self.template, self.layout = check_writable(path), name, template, POSETRACK18
+        self.model_layout = model_layout
         self.frames: list[Frame] = []
 
     def add(self, result: FrameResult) -> None:
@@ -83,7 +91,7 @@ class PoseTrackWriter:
         self.frames.append(Frame(
             file_name=result.name, frame_index=result.index, image_id=result.image_id,
             is_labeled=ann.is_labeled if ann is not None else True,
-            persons=[person_record(p, self.layout) for p in result.persons], size=result.size,
+            persons=[person_record(p, self.layout, self.model_layout) for p in result.persons], size=result.size,
         ))  # fmt: skip
 
     def video(self) -> Video:
@@ -100,7 +108,8 @@ class PoseTrackWriter:
 
 
 class CocoResultsWriter:
-    """Collects results and writes one COCO keypoint results JSON file at :meth:`close`."""
+    """Collects results and writes one COCO keypoint results JSON file at :meth:`close`, keypoints in the
+    model's own joint ``layout`` (a COCO model writes COCO's 17 joints)."""
 
     def __init__(self, path: str | Path, layout: Layout = POSETRACK18):
         self.path, self.layout = check_writable(path), layout

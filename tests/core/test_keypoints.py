@@ -95,3 +95,27 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_layouts_convert_by_joint_name_and_mark_what_the_target_lacks():
+    import numpy as np
+
+    from diffpose.keypoints import COCO, POSETRACK18, convert_layout, joint_map, layout_named
+
+    assert layout_named("coco") is COCO and layout_named("posetrack18") is POSETRACK18
+    # COCO -> PoseTrack18: same index for the shared names; head_bottom / head_top missing; ears never labelled
+    assert joint_map(COCO, POSETRACK18).tolist() == [0, -1, -1, 3, 4, *range(5, 17)]
+    kp = np.arange(34, dtype=float).reshape(17, 2) + 1.0  # (J, 2), no joint at (0, 0)
+    scores = np.linspace(0.1, 0.9, 17)
+    out, sc, present = convert_layout(kp, scores, COCO, POSETRACK18)
+    assert present.tolist() == [True, False, False, False, False] + [True] * 12
+    assert (out[~present] == 0).all() and (sc[~present] == 0).all()
+    np.testing.assert_array_equal(out[present], kp[[0, *range(5, 17)]])
+    np.testing.assert_array_equal(sc[5:], scores[5:])
+    # PoseTrack18 -> COCO: the eyes are missing, the ears kept (COCO labels them)
+    out, sc, present = convert_layout(kp, scores, POSETRACK18, COCO)
+    assert present.tolist() == [True, False, False, True, True] + [True] * 12
+    # the same layout: only what the layout never labels is dropped
+    out, sc, present = convert_layout(kp, scores, POSETRACK18, POSETRACK18)
+    assert present.tolist() == [True, True, True, False, False] + [True] * 12
+    np.testing.assert_array_equal(out[:3], kp[:3])
