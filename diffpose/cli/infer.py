@@ -5,7 +5,17 @@ per-video JSON file, whose image paths are read relative to --root (default: the
 parent, i.e. ROOT in ROOT/annotations/<split>/<seq>.json). Frames are decoded one at a time and only a
 window of 2*delta+1 of them is kept, so memory does not grow with the video.
 
-Person boxes:
+-c CKPT is a diffpose checkpoint (final.pt of `diffpose train`) or a published ViTPose checkpoint as it is
+distributed: an mmpose .pth (ViTPose-S/B/L/H, classic or simple head), a Hugging Face transformers VitPose
+folder or its .safetensors file. A ViTPose predicts COCO's 17 joints: --coco writes them in COCO order, and
+--json writes PoseTrack18's joints with the two COCO lacks (head_bottom, head_top) absent.
+
+Person boxes (without --boxes or --detector, the built-in detector finds the people):
+  (built-in)            a COCO Faster R-CNN from torchvision, person class only: frcnn-r50 (accurate; the
+                        default on a GPU), frcnn-mobilenet (lighter; the default on the CPU) or
+                        frcnn-mobilenet-320 (fastest); choose with --detector NAME. Its COCO weights come
+                        through torchvision's own download and cache (~/.cache/torch/hub/checkpoints), or
+                        from --detector-weights FILE (the same .pth, downloaded elsewhere) offline
   --boxes DET.json      a COCO/PoseTrack detection file; image_id is the 0-based frame index for a video or
                         a folder (or the frame's file name), the real image id for a PoseTrack sequence
   --boxes gt            the annotated persons of a PoseTrack sequence
@@ -31,6 +41,8 @@ track unmatched for --max-age frames is retired. Outputs are written atomically 
 --render-frames (one PNG per frame).
 
 examples:
+  diffpose infer clip.mp4 -c vitpose-b.pth --render clip_poses.mp4 --json clip.json     # finds the people itself
+  diffpose infer clip.mp4 -c vitpose-b.pth --detector frcnn-r50 --detector-weights frcnn.pth --render out.mp4
   diffpose infer clip.mp4 -c runs/tiny/final.pt --detector mydet:detect --render clip_poses.mp4
   diffpose infer frames/ -c final.pt --boxes dets.json --detect-every 5 --json poses.json
   diffpose infer data/synthtrack/annotations/val/000049_mpii_test.json -c final.pt --boxes gt \\
@@ -78,21 +90,30 @@ from diffpose.inference import (
     load_detector,
     open_source,
 )
+from diffpose.inference.detector import DEFAULT_DETECTOR, DETECTORS, PersonDetector
 from diffpose.inference.sources import PoseTrackSource, VideoFileSource
 from diffpose.io_utils import check_not_input, output_target, resolve_path
+
+CPU_DETECTOR = "frcnn-mobilenet"  # the built-in detector on the CPU unless --detector names another
+BUILTIN_MIN_SCORE = 0.5  # the built-in detector's score threshold unless --min-box-score says otherwise
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="video file, folder of frames or PoseTrack18 JSON file")
-    add_checkpoint(p, required=False, help="a diffpose checkpoint (final.pt), any model kind; or give --onnx")
+    add_checkpoint(p, required=False, help="a diffpose checkpoint (final.pt), any model kind, or a published ViTPose "
+                   "checkpoint (mmpose .pth, transformers folder or .safetensors); or give --onnx")
     p.add_argument("--onnx", type=Path, metavar="DIR", help="run the graphs of `diffpose export --onnx DIR` with "
                    "onnxruntime instead of a checkpoint with PyTorch")
     p.add_argument("--root", help="dataset root for a PoseTrack JSON INPUT (default: the JSON's grandparent's parent)")
     src = p.add_argument_group("person boxes")
     src.add_argument("--boxes", metavar="DET.json|gt", help="detection file, or 'gt' for the annotations")
-    src.add_argument("--detector", metavar="MODULE:FUNCTION", help="a Python detector function (see above)")
-    src.add_argument("--min-box-score", type=number(float), default=0.0,
-                     help="drop boxes scoring below this (default 0)")
+    src.add_argument("--detector", metavar="NAME|MODULE:FUNCTION", help="a built-in detector ("
+                     f"{', '.join(m.name for m in DETECTORS)}) or your Python detector function (see above)")
+    src.add_argument("--detector-weights", type=Path, metavar="FILE", help="the built-in detector's COCO weights "
+                     "(torchvision's .pth) from a file instead of torchvision's download and cache")
+    src.add_argument("--min-box-score", type=number(float, 0, 1),
+                     help=f"drop boxes scoring below this (default: {BUILTIN_MIN_SCORE} for the built-in detector, "
+                     "0 otherwise)")
     src.add_argument("--detect-every", type=number(int, 1), default=1, metavar="N",
                      help="consult the box source every N frames, propagate in between (default 1)")
     src.add_argument("--no-propagate", action="store_true", help="frames without boxes stay empty")
@@ -134,6 +155,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise DiffPoseError("nothing to write: give --json, --coco, --render and/or --render-frames")
     model = Path(args.checkpoint) if args.checkpoint is not None else Path(args.onnx)
     given = [Path(args.input), model] + ([Path(args.boxes)] if args.boxes not in (None, "gt") else [])
+    if args.detector_weights is not None:
+        given.append(Path(args.detector_weights))
     if args.root is not None:
         given.append(Path(args.root))
     elif Path(args.input).suffix.lower() == ".json":  # ROOT/annotations/<split>/<seq>.json: the dataset is an input
@@ -153,21 +176,33 @@ def _check_choices(args: argparse.Namespace) -> None:
         raise DiffPoseError("give either -c/--checkpoint CKPT or --onnx DIR")
     if args.boxes is not None and args.detector is not None:
         raise DiffPoseError("give either --boxes or --detector, not both")
-    if args.boxes is None and args.detector is None:
-        raise DiffPoseError("no person boxes: give --boxes DET.json, --boxes gt or --detector MODULE:FUNCTION")
+    if args.detector_weights is not None and (args.boxes is not None or _user_detector(args)):
+        raise DiffPoseError("--detector-weights is for the built-in detector; it cannot go with --boxes or a "
+                            "MODULE:FUNCTION detector")
 
 
-def _box_provider(args: argparse.Namespace, source: Any) -> Any:
-    """Where the person boxes come from: the annotations, a detection file or the user's detector."""
+def _user_detector(args: argparse.Namespace) -> bool:
+    return args.detector is not None and ":" in args.detector
+
+
+def _box_provider(args: argparse.Namespace, source: Any, device: Any) -> Any:
+    """Where the person boxes come from: the annotations, a detection file, the user's detector or the built-in
+    one (on ``device``; the lighter model on the CPU unless --detector names one)."""
+    min_score = args.min_box_score
     if args.boxes == "gt":
         if not isinstance(source, PoseTrackSource):
             raise DiffPoseError("--boxes gt needs annotations: give a PoseTrack18 JSON file as INPUT", args.input)
         return GroundTruthBoxes()
     if args.boxes is not None:
-        provider = DetectionFileBoxes(args.boxes, args.min_box_score)
+        provider = DetectionFileBoxes(args.boxes, min_score or 0.0)
         check_dropped(args.boxes, provider.total, provider.kept, provider.dropped, "infer")  # all dropped: an error
         return provider
-    return load_detector(args.detector, args.min_box_score)
+    if _user_detector(args):
+        return load_detector(args.detector, min_score or 0.0)
+    name = args.detector or (DEFAULT_DETECTOR if torch.device(device).type == "cuda" else CPU_DETECTOR)
+    return PersonDetector(name, args.detector_weights, device=device,
+                          min_score=BUILTIN_MIN_SCORE if min_score is None else min_score,
+                          progress=not args.no_progress)
 
 
 def _predictor(args: argparse.Namespace) -> Predictor:
@@ -185,10 +220,10 @@ def run(args: argparse.Namespace) -> int:
     _check_choices(args)
     _check_outputs(args)
     source = open_source(args.input, args.root, args.fps)
-    provider = _box_provider(args, source)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     predictor = _predictor(args)
+    provider = _box_provider(args, source, predictor.device)
     rendering = args.render is not None or args.render_frames is not None
     options = PipelineOptions(detect_every=args.detect_every, propagate=not args.no_propagate,
                               propagate_min_score=args.propagate_score, keep_images=rendering, reuse=args.reuse,
@@ -211,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(stats.track_ids)} track ids, {stats.fps:.2f} frames/s ({predictor.estimator.kind}, "
           f"{predictor.layout.name} joints, "
           f"{predictor.sampling_summary()}, {'onnxruntime' if args.onnx is not None else predictor.device})")
+    print(f"person boxes from {provider.name} on {stats.provider_frames} frames")
     if stats.persons:
         how = "feature reuse" if pipeline.reuse else "exact crops"
         print(f"{stats.backbone_crops / stats.persons:.2f} backbone passes per person-frame ({how})")

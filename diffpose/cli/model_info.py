@@ -1,4 +1,7 @@
-"""Print the parameter counts and GFLOPs of a preset's model, part by part, and check a backbone checkpoint.
+"""Print the parameter counts and GFLOPs of a model, part by part, and check a backbone checkpoint.
+
+The model is a preset's (--preset, --config, --set) or a checkpoint's (-c CKPT: a diffpose checkpoint, or a
+published ViTPose checkpoint, whose size and head are read from its weights).
 
 The parts are the graphs the model kind's prediction calls (for DiffPose: the ViT backbone per frame, the
 STRL per clip, the Pose-Decoder's condition pyramid per clip and its denoising step per step and hypothesis,
@@ -26,6 +29,7 @@ prior_head.
 examples:
   diffpose model-info
   diffpose model-info --preset paper --backbone-weights vitpose-b.pth --json
+  diffpose model-info -c vitpose-b.pth
   diffpose model-info --set model.kind=baseline
   diffpose model-info --set model.strl.depth=4
   diffpose model-info --time-train-step --batch 16 --threads 2
@@ -43,15 +47,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from diffpose.checkpoint import load_checkpoint
-from diffpose.cli.args import add_config, config_from_args, number
+from diffpose.cli.args import add_checkpoint, add_config, checkpoint_from_args, config_from_args, number
 from diffpose.config import Config
-from diffpose.estimators import KINDS, build_estimator, model_complexity
+from diffpose.errors import DiffPoseError
+from diffpose.estimators import KINDS, build_estimator, checkpoint_config, model_complexity
 from diffpose.models import Complexity, build_backbone, load_vitpose, param_groups
-from diffpose.models.vitpose_io import extract_state_dict
+from diffpose.models.vitpose_io import read_state_dict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint(parser, required=False, help="report this checkpoint's model instead of a preset's: a diffpose "
+                   "checkpoint or a published ViTPose (mmpose .pth, transformers folder or .safetensors)")
     add_config(parser)
     parser.add_argument("--backbone-weights", metavar="CKPT", default=None,
                         help="ViTPose-style checkpoint to load into the backbone and report on")
@@ -107,7 +113,7 @@ def _table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _human(cfg: Config, preset: str, estimator_line: str, cx: Complexity, num_frames: int, weights: str | None,
+def _human(cfg: Config, source: str, estimator_line: str, cx: Complexity, num_frames: int, weights: str | None,
            report: Any) -> str:
     m = cfg.model
     h, w = m.backbone.image_size
@@ -120,7 +126,8 @@ def _human(cfg: Config, preset: str, estimator_line: str, cx: Complexity, num_fr
     rows.append(("total", f"{cx.total_params:,}", f"{cx.clip_gflops(num_frames):.3f}",
                  f"clip ({num_frames} frame{'s' if num_frames != 1 else ''}{', S=1, K=1' if steps else ''})"))
     out = [
-        f"preset {preset}: {estimator_line}; crops {h}x{w} (HxW), heatmaps {hh}x{hw} (HxW), {m.num_joints} joints; "
+        f"{source}: {estimator_line}; {m.num_joints} joints ({m.layout}); crops {h}x{w} (HxW), heatmaps {hh}x{hw} "
+        "(HxW); "
         f"backbone ViT {m.backbone.embed_dim}d x {m.backbone.depth} blocks, "
         + (f"patch {m.backbone.patch_size}" if m.backbone.stem == "patch" else "conv stem (stride 8)"),
         "",
@@ -140,7 +147,11 @@ def _human(cfg: Config, preset: str, estimator_line: str, cx: Complexity, num_fr
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    checkpoint = checkpoint_from_args(args)
+    if checkpoint is not None and (args.config or args.overrides):
+        raise DiffPoseError("give -c/--checkpoint or --config/--set, not both: a checkpoint carries its own config")
+    cfg = checkpoint_config(checkpoint) if checkpoint is not None else config_from_args(args)
+    source = f"checkpoint {checkpoint}" if checkpoint is not None else f"preset {args.preset}"
     cx = model_complexity(cfg)
     with torch.device("meta"):  # what the kind reads: its clip length and a one-line description
         estimator = build_estimator(cfg, load_weights=False)
@@ -149,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if weights:
         holder = nn.Module()  # only the backbone is needed to check and load a backbone checkpoint
         holder.backbone = build_backbone(cfg.model)
-        state = extract_state_dict(load_checkpoint(weights), weights)  # weights_only; pickled code is refused
+        state = read_state_dict(weights)  # weights_only (or safetensors): pickled code is refused
         report = load_vitpose(holder, state, prefixes=("backbone.",), raise_on_mismatch=False)
     if args.json:
         doc = {
@@ -159,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2))
     else:
-        print(_human(cfg, args.preset, estimator.describe(), cx, estimator.num_frames, weights, report))
+        print(_human(cfg, source, estimator.describe(), cx, estimator.num_frames, weights, report))
         if args.time_train_step:
             if args.threads:
                 torch.set_num_threads(args.threads)

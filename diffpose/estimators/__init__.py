@@ -17,19 +17,21 @@ from diffpose.diffusion.ensemble import PoseSamples
 from diffpose.estimators.base import Batch, PoseEstimator
 from diffpose.estimators.diffusion import DiffusionEstimator
 from diffpose.estimators.kinds import (
-                                      KINDS,
-                                      Kind,
-                                      build_estimator,
-                                      get_kind,
-                                      load_estimator,
-                                      load_onnx_estimator,
-                                      model_complexity,
+    KINDS,
+    Kind,
+    build_estimator,
+    checkpoint_config,
+    get_kind,
+    load_estimator,
+    load_onnx_estimator,
+    load_published_estimator,
+    model_complexity,
 )
 from diffpose.estimators.predictor import PersonPose, Predictor
 from diffpose.estimators.regression import RegressionEstimator
 
 __all__ = [
     "KINDS", "Batch", "DiffusionEstimator", "Kind", "PersonPose", "PoseEstimator", "PoseSamples", "Predictor",
-    "RegressionEstimator", "build_estimator", "get_kind", "load_estimator", "load_onnx_estimator",
-    "model_complexity",
+    "RegressionEstimator", "build_estimator", "checkpoint_config", "get_kind", "load_estimator",
+    "load_onnx_estimator", "load_published_estimator", "model_complexity",
 ]  # fmt: skip

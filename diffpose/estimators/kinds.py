@@ -4,7 +4,9 @@
 class. Adding a kind is one new network file plus one line here; nothing else in the package names kinds.
 
 * :func:`build_estimator` -- a fresh estimator from a config (optionally loading ``model.backbone.weights``);
-* :func:`load_estimator` -- the estimator a ``diffpose train`` checkpoint describes, with its weights;
+* :func:`load_estimator` -- the estimator a ``diffpose train`` checkpoint describes, with its weights, or the
+  single-frame estimator of a published ViTPose checkpoint (:mod:`diffpose.models.vitpose_formats`);
+* :func:`checkpoint_config` -- the config either kind of file describes, without building the network;
 * :func:`load_onnx_estimator` -- the estimator of a ``diffpose export --onnx`` folder, its graphs run by
   onnxruntime;
 * :func:`model_complexity` -- parameters and GFLOPs per part of a config's model, counted on the meta device.
@@ -19,13 +21,19 @@ from typing import Any
 import torch
 
 from diffpose.checkpoint import CheckpointError, load_checkpoint, model_state
-from diffpose.config import Config, ConfigError, config_from_dict
+from diffpose.config import Config, ConfigError, config_from_dict, load_config
 from diffpose.errors import DiffPoseError
 from diffpose.estimators.base import PoseEstimator
 from diffpose.estimators.diffusion import DiffusionEstimator
 from diffpose.estimators.regression import RegressionEstimator
 from diffpose.models import BaselineNet, Complexity, DiffPoseNet, TemporalRegressionNet, freeze_backbone, load_vitpose
 from diffpose.models.onnx_network import OnnxNetwork, read_manifest
+from diffpose.models.vitpose_formats import (
+    PublishedViTPose,
+    config_overrides,
+    load_published_vitpose,
+    read_published_vitpose,
+)
 
 
 @dataclass(frozen=True)
@@ -77,20 +85,66 @@ def build_estimator(cfg: Config, load_weights: bool = True, net: Any = None) -> 
     return kind.estimator(net, cfg)
 
 
-def load_estimator(checkpoint: str | Path, device: torch.device | str = "cpu", use_ema: bool = True
-                   ) -> PoseEstimator:
-    """The estimator a diffpose checkpoint describes, with its weights (EMA weights when present), in eval mode.
+def _published(path: str | Path) -> tuple[PublishedViTPose, Config]:
+    p = read_published_vitpose(path)
+    return p, load_config("paper", overrides=config_overrides(p))
 
-    Every failure is a one-line :class:`~diffpose.checkpoint.CheckpointError` naming the file: not a diffpose
-    checkpoint, a config this version cannot build, weights that do not fit the config's model.
-    """
-    ckpt = load_checkpoint(checkpoint)
-    if "config" not in ckpt:
-        raise CheckpointError("not a diffpose checkpoint (no 'config' entry)", checkpoint)
+
+def _is_torch_file(path: str | Path) -> bool:
+    return Path(path).is_file() and Path(path).suffix.lower() != ".safetensors"
+
+
+def checkpoint_config(checkpoint: str | Path) -> Config:
+    """The config of a diffpose checkpoint (its ``config`` entry) or of a published ViTPose checkpoint (read from
+    its weights); nothing is built."""
+    if _is_torch_file(checkpoint):
+        ckpt = load_checkpoint(checkpoint)
+        if "config" in ckpt:
+            return _config_of(ckpt, checkpoint)
+    return _published(checkpoint)[1]
+
+
+def _config_of(ckpt: dict[str, Any], checkpoint: str | Path) -> Config:
     if not isinstance(ckpt["config"], dict):
         raise CheckpointError(f"expected a config dict, found {type(ckpt['config']).__name__}", checkpoint, "config")
     try:
-        cfg = config_from_dict(ckpt["config"])
+        return config_from_dict(ckpt["config"])
+    except Exception as e:  # a config this version cannot build: name the checkpoint, not just the key
+        text = str(e) if isinstance(e, DiffPoseError) else f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+        raise CheckpointError(f"its config cannot be used: {text}", checkpoint, "config") from None
+
+
+def load_published_estimator(checkpoint: str | Path, device: torch.device | str = "cpu") -> PoseEstimator:
+    """The single-frame estimator of a published ViTPose checkpoint (an mmpose ``.pth``, a transformers folder or
+    ``.safetensors`` file), its size and head read from the weights, loaded strictly, predicting COCO's 17 joints
+    (``model.layout=coco``), in eval mode."""
+    p, cfg = _published(checkpoint)
+    estimator = build_estimator(cfg, load_weights=False)
+    load_published_vitpose(estimator.net, p)
+    return estimator.to(device).eval()
+
+
+def load_estimator(checkpoint: str | Path, device: torch.device | str = "cpu", use_ema: bool = True
+                   ) -> PoseEstimator:
+    """The estimator a checkpoint describes, with its weights, in eval mode: a diffpose checkpoint (EMA weights
+    when present) or a published ViTPose checkpoint (:func:`load_published_estimator`).
+
+    Every failure is a one-line :class:`~diffpose.errors.DiffPoseError` naming the file: neither kind of
+    checkpoint, a config this version cannot build, weights that do not fit the config's model.
+    """
+    if not _is_torch_file(checkpoint):  # a transformers folder or .safetensors file
+        return load_published_estimator(checkpoint, device)
+    ckpt = load_checkpoint(checkpoint)
+    if "config" not in ckpt:
+        try:
+            return load_published_estimator(checkpoint, device)
+        except DiffPoseError as e:
+            if "not a published ViTPose" not in str(e):
+                raise
+        raise CheckpointError("neither a diffpose checkpoint (no 'config' entry) nor a published ViTPose checkpoint "
+                              "(mmpose .pth, transformers folder or .safetensors)", checkpoint)
+    cfg = _config_of(ckpt, checkpoint)
+    try:
         cfg.model.backbone.weights = ""  # the checkpoint holds the backbone already
         estimator = build_estimator(cfg, load_weights=False)
     except Exception as e:  # a config this version cannot build: name the checkpoint, not just the key

@@ -15,6 +15,9 @@ Modules: :mod:`~diffpose.inference.sources` (video file, frame folder, PoseTrack
 :mod:`~diffpose.inference.boxes` (box providers, propagation), :class:`Predictor` (from :mod:`diffpose.estimators`),
 :mod:`~diffpose.inference.pipeline` (the frame window), :mod:`~diffpose.inference.tracking`,
 :mod:`~diffpose.inference.outputs` (PoseTrack18 / COCO files), :mod:`~diffpose.inference.render`.
+:mod:`~diffpose.inference.detector` (the built-in torchvision person detector, ``PersonDetector``) is not
+imported here, because importing torchvision takes another 1.5 to 2 s: ``from diffpose.inference.detector import
+PersonDetector``.
 """
 
 from diffpose.estimators import PersonPose, Predictor

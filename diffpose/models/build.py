@@ -11,7 +11,7 @@ pyramid and ViTPose's two x2 deconvolutions both assume it).
 from __future__ import annotations
 
 from diffpose.config import ConfigError, ModelConfig
-from diffpose.models.heads import ViTPoseHead
+from diffpose.models.heads import ViTPoseHead, ViTPoseSimpleHead
 from diffpose.models.pose_decoder import PoseDecoder
 from diffpose.models.stem import STEMS, token_layout
 from diffpose.models.strl import STRL
@@ -62,7 +62,16 @@ def build_decoder(cfg: ModelConfig) -> PoseDecoder:
                        heat_path=d.heat_path, self_condition=d.self_condition, step=d.step, residual=d.residual)
 
 
-def build_head(cfg: ModelConfig, in_dim: int | None = None) -> ViTPoseHead:
-    """ViTPose's deconvolution head on ``in_dim`` channels (default: the backbone width)."""
-    return ViTPoseHead(cfg.backbone.embed_dim if in_dim is None else in_dim, cfg.num_joints,
-                       channels=cfg.baseline_deconv_channels)
+def build_head(cfg: ModelConfig, in_dim: int | None = None) -> ViTPoseHead | ViTPoseSimpleHead:
+    """ViTPose's heatmap head of ``cfg.head`` on ``in_dim`` channels (default: the backbone width).
+
+    ``"classic"``: :class:`~diffpose.models.heads.ViTPoseHead` (two deconvolutions of ``baseline_deconv_channels``);
+    ``"simple"``: :class:`~diffpose.models.heads.ViTPoseSimpleHead`. Both map ``(B, in_dim, h, w)`` to
+    ``(B, num_joints, 4h, 4w)``.
+    """
+    in_dim = cfg.backbone.embed_dim if in_dim is None else in_dim
+    if cfg.head == "simple":
+        return ViTPoseSimpleHead(in_dim, cfg.num_joints)
+    if cfg.head != "classic":
+        raise ConfigError(f"unknown head {cfg.head!r}; choose one of: classic, simple", field="model.head")
+    return ViTPoseHead(in_dim, cfg.num_joints, channels=cfg.baseline_deconv_channels)

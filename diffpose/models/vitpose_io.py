@@ -3,7 +3,9 @@
 Accepted files: a ``.pth`` holding a dict with a ``state_dict`` entry (the mmpose/ViTPose layout, beside
 ``meta`` and ``optimizer``) or a raw state dict. They are read with
 ``torch.load(..., weights_only=True, map_location="cpu")``, which refuses pickled code. A leading
-``module.`` (from DistributedDataParallel) is stripped.
+``module.`` (from DistributedDataParallel) is stripped. A transformers VitPose (``save_pretrained`` folder or
+``.safetensors`` file) and mmpose 1.x key names are converted to ours first
+(:func:`~diffpose.models.vitpose_formats.to_diffpose_keys`).
 
 Loading is strict about shapes and explicit about names:
 
@@ -27,8 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffpose.checkpoint import load_checkpoint
 from diffpose.errors import DiffPoseError
 from diffpose.models.embeddings import factor_grid, resize_pos_embed
+from diffpose.models.vitpose_formats import read_weights, to_diffpose_keys
 
 DDP_PREFIX = "module."
 POS_EMBED_KEY = "backbone.pos_embed"
@@ -55,16 +59,12 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file into a flat ``{key: tensor}`` dict (CPU), safely."""
+    """Read a checkpoint file (or a transformers folder) into a flat ``{key: tensor}`` dict (CPU) in our key names,
+    safely."""
     path = Path(path)
-    if not path.is_file():
-        raise DiffPoseError("checkpoint file not found", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DiffPoseError(f"cannot read as a weights-only torch checkpoint: {first}", path) from None
-    return extract_state_dict(obj, path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return read_weights(path)
+    return to_diffpose_keys(extract_state_dict(load_checkpoint(path), path))  # weights_only, one-line errors
 
 
 def extract_state_dict(obj: Any, path: str | Path | None = None) -> dict[str, torch.Tensor]:
@@ -111,7 +111,8 @@ def load_vitpose(model: nn.Module, source: str | Path | dict[str, torch.Tensor],
 
     Args:
         model: a model whose backbone is ``model.backbone`` (DiffPoseNet, BaselineNet).
-        source: a checkpoint path or an already-read state dict.
+        source: a checkpoint path (``.pth``, ``.safetensors`` or a transformers folder) or an already-read state
+            dict (any layout :func:`~diffpose.models.vitpose_formats.to_diffpose_keys` reads).
         prefixes: key prefixes to load; default ``("backbone.",)`` plus ``"keypoint_head."`` if the model has one.
         raise_on_mismatch: raise :class:`DiffPoseError` on shape mismatches (else only report them).
 
@@ -119,7 +120,7 @@ def load_vitpose(model: nn.Module, source: str | Path | dict[str, torch.Tensor],
         :class:`LoadReport`. Missing keys are reported, not raised: call ``report.ok`` to insist.
     """
     path = None if isinstance(source, dict) else Path(source)
-    ckpt = extract_state_dict(source) if isinstance(source, dict) else read_state_dict(source)
+    ckpt = to_diffpose_keys(extract_state_dict(source)) if isinstance(source, dict) else read_state_dict(source)
     if prefixes is None:
         prefixes = ("backbone.",) + (("keypoint_head.",) if hasattr(model, "keypoint_head") else ())
     own = model.state_dict()

@@ -50,7 +50,8 @@ def bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     out["code_pickle.pt"] = (folder / "code_pickle.pt", "refused")
     ckpt = torch.load(ASSETS / "tiny_baseline.pt", weights_only=True)
     torch.save({"state_dict": ckpt["model"]}, folder / "vitpose_style.pt")
-    out["vitpose_style.pt"] = (folder / "vitpose_style.pt", "not a diffpose checkpoint (no 'config' entry)")
+    out["vitpose_style.pt"] = (folder / "vitpose_style.pt",
+                               "neither a diffpose checkpoint (no 'config' entry) nor a published ViTPose")
     other = dict(ckpt, config=json.loads(json.dumps(ckpt["config"])))
     other["config"]["model"]["backbone"]["embed_dim"] = 64  # the weights of another model size
     torch.save(other, folder / "other_model.pt")
