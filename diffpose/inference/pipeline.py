@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,10 +143,10 @@ class StreamingPipeline:
         lo, hi = min(offsets), max(offsets)
         buffer: deque[SourceFrame] = deque()  # decoded frames next_t + lo .. last read
         next_t, last = 0, -1
-        for frame in source:
+        for frame, boxes in self._frames_with_boxes(source):
             buffer.append(frame)
             last = frame.index
-            self._provided[frame.index] = self.boxes_for(frame)
+            self._provided[frame.index] = boxes
             while next_t + hi <= last:
                 yield from self._ready(buffer, next_t, None)
                 next_t += 1
@@ -168,13 +168,41 @@ class StreamingPipeline:
     # ------------------------------------------------------------------------------------------
     # Per frame
     # ------------------------------------------------------------------------------------------
+    def _frames_with_boxes(self, source: Iterable[SourceFrame]) -> Iterator[tuple[SourceFrame, Boxes | None]]:
+        """Every frame of ``source`` in order with its provider boxes (:meth:`boxes_for`). A provider with
+        ``frames_per_call > 1`` and a ``many(frames) -> [Boxes, ...]`` method (the built-in detector on a GPU) is
+        asked for that many consulted frames at once; the frames wait for their batch."""
+        per_call = int(getattr(self.provider, "frames_per_call", 1))
+        if per_call <= 1:
+            for frame in source:
+                yield frame, self.boxes_for(frame)
+            return
+        held: list[SourceFrame] = []
+        for frame in source:
+            held.append(frame)
+            if sum(self._consulted(f) for f in held) == per_call:
+                yield from self._boxes_of_many(held)
+                held = []
+        yield from self._boxes_of_many(held)
+
+    def _consulted(self, frame: SourceFrame) -> bool:
+        return self.provider is not None and frame.index % self.options.detect_every == 0
+
+    def _boxes_of_many(self, frames: list[SourceFrame]) -> Iterator[tuple[SourceFrame, Boxes | None]]:
+        asked = [f for f in frames if self._consulted(f)]
+        found = dict(zip((f.index for f in asked), self.provider.many(asked) if asked else []))
+        for frame in frames:
+            boxes = found.get(frame.index)
+            yield frame, None if boxes is None else self._sanitized(frame, boxes)
+
     def boxes_for(self, frame: SourceFrame) -> Boxes | None:
         """The provider's sanitised boxes for ``frame`` on consulted frames, None otherwise (then propagation)."""
-        if self.provider is None or frame.index % self.options.detect_every:
+        if not self._consulted(frame):
             return None
         boxes = self.provider(frame)
-        if boxes is None:
-            return None
+        return None if boxes is None else self._sanitized(frame, boxes)
+
+    def _sanitized(self, frame: SourceFrame, boxes: Boxes) -> Boxes:
         self.stats.provider_frames += 1
         boxes, dropped = sanitize_boxes(boxes, frame.size)
         self.stats.dropped_boxes += dropped
