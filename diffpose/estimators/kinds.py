@@ -91,7 +91,8 @@ def _published(path: str | Path) -> tuple[PublishedViTPose, Config]:
 
 
 def _is_torch_file(path: str | Path) -> bool:
-    return Path(path).is_file() and Path(path).suffix.lower() != ".safetensors"
+    """Not a transformers folder or ``.safetensors`` file (a missing path counts: its error names it)."""
+    return not Path(path).is_dir() and Path(path).suffix.lower() != ".safetensors"
 
 
 def checkpoint_config(checkpoint: str | Path) -> Config:

@@ -142,6 +142,9 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_hf_folder(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """``(config.json as a dict, weights)`` of a transformers ``save_pretrained`` folder."""
+    if not (path / "config.json").is_file():
+        raise DiffPoseError("a folder, but not a transformers VitPose folder (no config.json); give a diffpose "
+                            "checkpoint file, a ViTPose .pth or .safetensors file, or such a folder", path)
     try:
         config = json.loads((path / "config.json").read_text())
         model_type = config.get("model_type")
