@@ -16,7 +16,8 @@ never a sibling of its own layer, never inside a function (``tests/cross/test_la
 * ``diffpose.checkpoint``, ``diffpose.codec``  checkpoint files and devices; keypoints <-> heatmaps
 * ``diffpose.config``       typed configuration and presets
 * ``diffpose.config_dicts`` strict dict <-> dataclass conversion and overrides
-* ``diffpose.config_ranges``, ``diffpose.io_utils``  value ranges and their checks; atomic writes
+* ``diffpose.config_ranges``, ``diffpose.io_utils``, ``diffpose.io_outputs``  value ranges and their checks; atomic
+  writes; outputs staged and committed together
 * ``diffpose.keypoints``, ``diffpose.errors``  conventions and the one-line error type
 
 Symbol legend used in shape comments: ``B`` batch, ``T`` frames, ``J`` joints, ``C`` channels,

@@ -11,7 +11,8 @@ Keys: ``format`` (version tag), ``config`` (the resolved config dict), ``model``
 training checkpoints ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``step``, ``epoch``,
 ``rng`` (torch CPU/CUDA generator states and the trainer's noise generator), ``metrics``.
 
-:func:`resolve_device` turns ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device``.
+:func:`resolve_device` turns ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device`` (and
+refuses every other device, and a CUDA device this machine does not have, in one line).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from diffpose.config import check_device_name
 from diffpose.errors import DiffPoseError
 from diffpose.io_utils import atomic_write_with, missing_reason
 
@@ -109,15 +111,36 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
 
 
 def resolve_device(name: str, local_rank: int = 0, field: str = "train.device") -> torch.device:
-    """``"auto"`` -> CUDA (this process's GPU) if available, else CPU; otherwise ``torch.device(name)``."""
+    """``"auto"`` -> CUDA (this process's GPU) if available, else CPU; ``"cpu"``, ``"cuda"`` (this process's GPU)
+    or ``"cuda:N"`` (N below the number of CUDA devices). Any other device (``meta``, ``mps``, ``xpu``, ...), or a
+    CUDA device this machine does not have, is a one-line error naming ``field``."""
+    check_device_name(name, field)
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DiffPoseError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)", field=field) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DiffPoseError(f"device {name!r} requested but CUDA is not available", field=field)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DiffPoseError(f"device {name!r} requested but CUDA is not available", field=field)
+        count = torch.cuda.device_count()
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+        if device.index >= count:
+            raise DiffPoseError(f"device {name!r} requested but this machine has {count} CUDA device"
+                                f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})", field=field)
     return device
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for tensors on ``device`` (MemAvailable on Linux for the CPU), or None when unknown: what a
+    model built from a config may use (:func:`diffpose.estimators.kinds.check_model_fits`) and what the
+    predictor sizes its batches by."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return None

@@ -3,10 +3,12 @@
 * Every field has a type; loading a value of another type, or a key that does not exist, is an error
   that names the key (no silently ignored config keys).
 * Presets are plain functions in :data:`PRESETS`. ``load_config("tiny", "my.yaml", ["train.lr=1e-4"])``
-  applies the preset, then the YAML file, then the command-line overrides, in that order.
+  applies the preset, then the YAML file, then the command-line overrides, in that order; a ``preset`` key in
+  the YAML file or an override (``preset=paper``) switches the preset they all apply to (the last one named).
 * :func:`config_to_dict` / :func:`config_from_dict` round-trip exactly; the resolved dict is saved with
-  every run and inside every checkpoint. YAML is parsed with ``yaml.safe_load``: a config file is data,
-  never code.
+  every run and inside every checkpoint. YAML is parsed with a ``yaml.SafeLoader`` that also refuses a key
+  given twice (:func:`read_yaml`): a config file is data, never code; a path that is not a regular file (a FIFO)
+  is refused before it is opened.
 * Keys that moved keep their old spelling as an alias for one release (:data:`MOVED_KEYS`): a YAML file,
   an override or an older checkpoint that uses one is read as the new key, with a ``DeprecationWarning``.
 * :func:`clip_offsets` derives and validates the frame offsets of a model's clips from ``data.frame_offsets``.
@@ -14,6 +16,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ import yaml
 from diffpose.config_dicts import config_to_dict, dataclass_from_dict, merge_dict, parse_override, upgrade_dict
 from diffpose.config_ranges import ConfigError, check_fields
 from diffpose.config_ranges import ranged_field as _f
-from diffpose.io_utils import atomic_write_text
+from diffpose.io_utils import SPECIAL_FILES, atomic_write_text
 
 # defined in config_ranges / config_dicts, part of this module's interface
 __all__ = ["ConfigError", "config_to_dict", "merge_dict", "parse_override"]
@@ -139,6 +144,8 @@ class DiffusionConfig:
     train_from_prior: float = _f(0.0, lo=0, hi=1)
 
 
+SEED_MAX = 2**32 - 1  # the largest seed: numpy's, and train.seed * 1_000_003 + step stays a torch seed
+
 COMBINE_MODES = ("mean", "median", "medoid", "peak")  # how the K hypotheses of a person combine (sampling.combine)
 
 
@@ -190,7 +197,7 @@ class DataConfig:
 class TrainConfig:
     """Optimisation."""
 
-    seed: int = _f(0, lo=0)
+    seed: int = _f(0, lo=0, hi=SEED_MAX)  # every seed torch, numpy and the per-step seeds accept
     epochs: int = _f(30, lo=1)
     batch_size: int = _f(32, lo=1)
     lr: float = _f(5e-4, lo=0, lo_open=True)
@@ -287,6 +294,7 @@ def validate_config(cfg: Config) -> Config:
     expected. Every config passes here: presets, YAML files, overrides, checkpoints and sampling settings given
     on the command line (:func:`with_sampling`). Returns ``cfg``."""
     check_fields(cfg)
+    check_device_name(cfg.train.device)
     m = cfg.model
     for key, width, heads in (("model.backbone", m.backbone.embed_dim, m.backbone.num_heads),
                               ("model.strl", m.strl.dim, m.strl.num_heads),
@@ -316,6 +324,19 @@ def validate_config(cfg: Config) -> Config:
     return cfg  # data.frame_offsets is checked when a model is built (clip_offsets): single-frame kinds ignore it
 
 
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"  # the devices diffpose runs on (train.device, --device)
+
+
+def check_device_name(name: Any, field: str = "train.device") -> str:
+    """``name`` if it spells a device diffpose runs on (:data:`DEVICE_NAMES`), else a one-line
+    :class:`ConfigError` naming ``field``; whether that device is present is checked when it is used
+    (:func:`diffpose.checkpoint.resolve_device`)."""
+    if isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name):
+        return name
+    label = field if field.startswith("-") else f"config key {field}"
+    raise ConfigError(f"{label}: {name!r} is not a supported device; use {DEVICE_NAMES}")
+
+
 def with_sampling(cfg: Config, **given: Any) -> SamplingConfig:
     """``cfg.sampling`` with the ``given`` values (``steps``, ``ensemble``, ``combine``, ``eta``; None keeps the
     config's), checked like every config (:func:`validate_config`): the one place sampling settings are checked."""
@@ -339,36 +360,97 @@ def config_from_dict(data: dict[str, Any], cls: type = Config) -> Any:
 
 def load_config(preset: str = "paper", yaml_path: str | Path | None = None,
                 overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Preset, then YAML file, then ``a.b=value`` overrides. Unknown keys and wrong types are errors."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    cfg = PRESETS[preset]()
+    """Preset, then YAML file, then ``a.b=value`` overrides. Unknown keys and wrong types are errors.
+
+    ``preset`` in the YAML file or in an override (``preset=paper``) chooses the preset the others apply to, one
+    rule for both: the last one named wins (argument, then YAML, then overrides), the config starts from it, and
+    every other value of the YAML file and the overrides is applied on top, in order. A config never says one
+    preset while holding another's model.
+    """
+    layers: list[tuple[Any, Path | None]] = []
     if yaml_path is not None:
         path = Path(yaml_path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as e:
-            why = "cannot resolve this path (a symlink loop)" if e.errno == 40 else e.strerror or e
-            raise ConfigError(f"cannot read config: {why}", path) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
+        data = read_yaml(path)
         if data is not None:
-            if isinstance(data, dict) and "preset" in data and data["preset"] != preset:
-                data = dict(data)
-                cfg = PRESETS[_check_preset(data.pop("preset"))]()
-            try:
-                cfg = merge_dict(cfg, upgrade_dict(data, MOVED_KEYS))
-            except ConfigError as e:
-                raise ConfigError(str(e), path) from None
+            layers.append((upgrade_dict(data, MOVED_KEYS), path))
     for text in overrides:
-        cfg = merge_dict(cfg, upgrade_dict(parse_override(text), MOVED_KEYS))
+        layers.append((upgrade_dict(parse_override(text), MOVED_KEYS), None))
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    for data, path in layers:
+        if isinstance(data, dict) and "preset" in data:
+            preset = _check_preset(data["preset"], path)
+    cfg = PRESETS[preset]()
+    for data, path in layers:
+        if isinstance(data, dict) and "preset" in data:
+            data = {k: v for k, v in data.items() if k != "preset"}
+        try:
+            cfg = merge_dict(cfg, data)
+        except ConfigError as e:
+            if path is None:
+                raise
+            raise ConfigError(str(e), path) from None
     return validate_config(cfg)
 
 
-def _check_preset(name: Any) -> str:
+def _check_preset(name: Any, path: Path | None = None) -> str:
+    if not isinstance(name, str):
+        raise ConfigError(f"expected a preset name ({', '.join(PRESETS)}), got {name!r}", path, field="preset")
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}", field="preset")
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}", path, field="preset")
     return name
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping naming one key twice (``safe_load`` keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" then a key of its own is an override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise ConfigError(f"duplicate key {key!r} (lines {seen[key]} and {line}); YAML would keep only "
+                                      "the last value: write each key once")
+                seen[key] = line
+            except TypeError:  # an unhashable key: the SafeLoader names it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The data of a YAML config file, with a one-line :class:`ConfigError` for every failure: a path that is
+    not a regular file (a FIFO, a device or a directory is refused before it is opened, so nothing blocks), a
+    file that cannot be read or is not UTF-8 text, invalid YAML, a key given twice in one mapping."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # swapped for a FIFO since: no block
+            with os.fdopen(fd, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                raw = f.read() if stat.S_ISREG(mode) else b""
+    except OSError as e:
+        why = "cannot resolve this path (a symlink loop)" if e.errno == 40 else e.strerror or e
+        raise ConfigError(f"cannot read config: {why}", path) from None
+    if not stat.S_ISREG(mode):
+        what = next((what for test, what in SPECIAL_FILES if test(mode)),
+                    "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+        raise ConfigError(f"cannot read config: {what}, not a regular file", path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"cannot read config: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})",
+                          path) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: data, never code
+    except ConfigError as e:
+        raise ConfigError(str(e), path) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:

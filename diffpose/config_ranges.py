@@ -34,13 +34,18 @@ def ranged_field(default: Any, lo: float | None = None, hi: float | None = None,
 
 def describe_range(meta: dict[str, Any]) -> str:
     """``">= 1"``, ``"in [0, 1)"``, ``"> 0"`` for a field's metadata."""
-    lo, hi = meta["range"]
+    lo, hi = (_bound(b) for b in meta["range"])
     lo_open, hi_open = meta.get("open", (False, False))
     if hi is None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
+        return f"{'>' if lo_open else '>='} {lo}"
     if lo is None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
-    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"{'<' if hi_open else '<='} {hi}"
+    return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def _bound(x: float | None) -> str | None:
+    """A bound as written: an integer in full (``4294967295``, not ``4.29497e+09``), a float short (``1e-06``)."""
+    return None if x is None else str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def in_range(value: float, meta: dict[str, Any]) -> bool:

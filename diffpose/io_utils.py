@@ -123,18 +123,23 @@ def check_output(path: str | Path, inputs: list[str | Path] | tuple[str | Path, 
 
 
 def check_not_input(path: str | Path, inputs: list[str | Path] | tuple[str | Path, ...] = (),
-                    flag: str | None = None) -> Path:
-    """Refuse ``path`` when it is one of ``inputs`` or inside an input folder (creates nothing)."""
+                    flag: str | None = None, replaced: bool = False) -> Path:
+    """Refuse ``path`` when it is one of ``inputs`` or inside an input folder (creates nothing); with
+    ``replaced=True`` (a folder output that is replaced whole) also when an input lies inside it."""
     target = resolve_path(path)
     for given in inputs:
         if given is None:
             continue
         source = resolve_path(given)
         if target == source:
-            raise DiffPoseError("is one of the inputs; refusing to write over or into an input", path, flag)
+            raise DiffPoseError(f"is one of the inputs ({given}); refusing to write over or into an input", path,
+                                flag)
         if source.is_dir() and target.is_relative_to(source):
             raise DiffPoseError(f"is inside the input folder {given}; refusing to write over or into an input",
                                 path, flag)
+        if replaced and source.is_relative_to(target):
+            raise DiffPoseError(f"contains the input {given} and would be replaced whole; refusing to write over "
+                                "or into an input", path, flag)
     return target
 
 

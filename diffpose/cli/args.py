@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from diffpose.config import COMBINE_MODES, PRESETS, Config, SamplingConfig, load_config
+from diffpose.config import COMBINE_MODES, PRESETS, SEED_MAX, Config, SamplingConfig, check_device_name, load_config
 from diffpose.config_ranges import describe_range, in_range
 from diffpose.errors import DiffPoseError
 
@@ -158,12 +158,23 @@ def warn_unused_sampling(args: argparse.Namespace, samples: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ common
+def device_name(text: str) -> str:
+    """An argparse ``type`` for ``--device``: auto, cpu, cuda or cuda:N (whether it is present is checked when the
+    device is used, :func:`~diffpose.checkpoint.resolve_device`)."""
+    try:
+        return check_device_name(text, "--device")
+    except DiffPoseError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--device: ")) from None
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
+    p.add_argument("--device", type=device_name, default="auto",
+                   help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
 
 
 def add_seed(p: argparse.ArgumentParser, what: str = "the sampling noise") -> None:
-    p.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default 0)")
+    p.add_argument("--seed", type=number(int, 0, SEED_MAX), default=0,
+                   help=f"seed of {what}, 0 to {SEED_MAX} (default 0)")
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int = 32) -> None:

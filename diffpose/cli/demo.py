@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from diffpose.cli.args import add_device, add_progress, add_sampling, number, sampling_from_args
+from diffpose.cli.args import SEED_MAX, add_device, add_progress, add_sampling, number, sampling_from_args
 from diffpose.errors import DiffPoseError
 from diffpose.evaluation import EvalResult, evaluate_dirs
 from diffpose.inference import (
@@ -86,7 +86,7 @@ def _prepare_out(out: Path) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", type=Path, help="output folder (default: demo_out)")
-    p.add_argument("--seed", type=int, default=7, help="seed of the generated video (default 7)")
+    p.add_argument("--seed", type=number(int, 0, SEED_MAX), default=7, help="seed of the generated video (default 7)")
     p.add_argument("--frames", type=number(int, 1), default=36, help="frames of the generated video (default 36)")
     p.add_argument("-c", "--checkpoint", type=Path, help="a checkpoint to demonstrate instead of the bundled DiffPose")
     p.add_argument("--regression", type=Path,

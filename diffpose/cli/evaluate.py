@@ -7,7 +7,8 @@ PoseTrack 2017 and 2018) or the PoseTrack21 evaluation kit (protocol "posetrack2
 
 Prediction files must list every GT image in GT order, hold `categories`, a `track_id` unique within each
 frame, and the per-joint confidences in `scores` (and in the keypoints' third slot). Nothing in GT_DIR or
-PRED_DIR is modified.
+PRED_DIR is modified. GT head boxes of zero or negative size are scored as poseval scores them, with one
+warning line saying how many there are and in which files.
 
 examples:
   diffpose evaluate --gt data/annotations/val --pred runs/exp1/predictions
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from diffpose.cli.args import add_progress
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         check_dataset_root(gt.parent.parent, gt.name)
     result = evaluate_dirs(args.gt, args.pred, protocol=args.protocol, occluded=args.occluded,
                            progress=not args.no_progress)
+    warning = result.head_box_warning()
+    if warning:
+        print(f"diffpose evaluate: warning: {warning}", file=sys.stderr)
     print(f"PoseTrack AP ({result.protocol} protocol), {result.frames_evaluated} frames evaluated")
     print(result.table(per_joint=args.per_joint))
     if args.json:

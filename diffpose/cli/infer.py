@@ -35,10 +35,13 @@ of every clip with the key box instead, as `diffpose test` does (T backbone pass
 What reuse costs in AP and saves in time is measured in docs/speed.md.
 
 Track ids come from matching each frame's boxes and poses to the live tracks (IoU and OKS, Hungarian); a
-track unmatched for --max-age frames is retired. Outputs are written atomically when the run ends:
+track unmatched for --max-age frames is retired. Outputs are staged beside their targets and moved into
+place together only when the whole run succeeded (a failure or Ctrl-C leaves every previous output as it was):
 --json (PoseTrack18, readable by `diffpose evaluate` and poseval), --coco (COCO keypoint results),
 --render (mp4 with skeletons coloured by track id and a circle of radius = uncertainty at each joint) and
---render-frames (one PNG per frame).
+--render-frames (one PNG per frame; the folder is replaced whole, so one holding anything but PNGs is
+refused). An output that is one of the inputs (INPUT, the model, --boxes, --detector's module file,
+--detector-weights, the dataset root) or lies inside an input folder is refused before any work.
 
 examples:
   diffpose infer clip.mp4 -c vitpose-b.pth --render clip_poses.mp4 --json clip.json     # finds the people itself
@@ -53,6 +56,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +96,8 @@ from diffpose.inference import (
 )
 from diffpose.inference.detector import DEFAULT_DETECTOR, DETECTORS, PersonDetector
 from diffpose.inference.sources import PoseTrackSource, VideoFileSource
-from diffpose.io_utils import check_not_input, output_target, resolve_path
+from diffpose.io_outputs import Outputs
+from diffpose.io_utils import resolve_path
 
 CPU_DETECTOR = "frcnn-mobilenet"  # the built-in detector on the CPU unless --detector names another
 BUILTIN_MIN_SCORE = 0.5  # the built-in detector's score threshold unless --min-box-score says otherwise
@@ -149,26 +154,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_progress(p)
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse outputs that would overwrite something the user gave us."""
-    outputs = [x for x in (args.json, args.coco, args.render, args.render_frames) if x is not None]
-    if not outputs:
-        raise DiffPoseError("nothing to write: give --json, --coco, --render and/or --render-frames")
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """Everything the run reads: INPUT, the model, --boxes, --detector's module source, --detector-weights and
+    the dataset root of a PoseTrack JSON INPUT (--root, or ROOT in ROOT/annotations/<split>/<seq>.json)."""
     model = Path(args.checkpoint) if args.checkpoint is not None else Path(args.onnx)
     given = [Path(args.input), model] + ([Path(args.boxes)] if args.boxes not in (None, "gt") else [])
+    if _user_detector(args):
+        origin = _module_file(args.detector.partition(":")[0])
+        if origin is not None:
+            given.append(origin)
     if args.detector_weights is not None:
         given.append(Path(args.detector_weights))
     if args.root is not None:
         given.append(Path(args.root))
     elif Path(args.input).suffix.lower() == ".json":  # ROOT/annotations/<split>/<seq>.json: the dataset is an input
         given.append(resolve_path(args.input).parents[2])
-    for out in outputs:
-        check_not_input(out, given)
-        if out is not args.render_frames:
-            output_target(out)  # a FIFO, device or socket is refused before the first frame
-    files = [resolve_path(o) for o in outputs]
-    if len(set(files)) != len(files):
-        raise DiffPoseError("two outputs name the same path")
+    return given
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of the module ``name``, found without importing it (None when it is not found: loading
+    the detector then says why)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return Path(origin) if origin and origin not in ("built-in", "frozen") else None
+
+
+def _stage_outputs(args: argparse.Namespace, outputs: Outputs) -> dict[str, Path]:
+    """Check every output against the inputs and each other, before any work; the staged paths to write to."""
+    named = {"json": args.json, "coco": args.coco, "render": args.render, "render_frames": args.render_frames}
+    if all(path is None for path in named.values()):
+        raise DiffPoseError("nothing to write: give --json, --coco, --render and/or --render-frames")
+    staged = {}
+    for key, path in named.items():
+        if path is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        staged[key] = (outputs.folder(path, owned=("*.png",), flag=flag) if key == "render_frames"
+                       else outputs.file(path, flag=flag))
+    return staged
 
 
 def _check_choices(args: argparse.Namespace) -> None:
@@ -220,7 +247,11 @@ def _predictor(args: argparse.Namespace) -> Predictor:
 def run(args: argparse.Namespace) -> int:
     args.checkpoint = checkpoint_from_args(args)
     _check_choices(args)
-    _check_outputs(args)
+    with Outputs(_inputs(args)) as outputs:  # every output lands when the run succeeded, or none changes
+        return _run(args, _stage_outputs(args, outputs), outputs)
+
+
+def _run(args: argparse.Namespace, staged: dict[str, Path], outputs: Outputs) -> int:
     source = open_source(args.input, args.root, args.fps)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -232,17 +263,19 @@ def run(args: argparse.Namespace) -> int:
                               reuse_min_iou=args.reuse_iou)
     pipeline = StreamingPipeline(predictor, provider, Tracker(TrackerConfig(max_age=args.max_age)), options)
     sinks = []
-    if args.json is not None:
-        sinks.append(PoseTrackWriter(args.json, source.name, source.video, model_layout=predictor.layout))
-    if args.coco is not None:
-        sinks.append(CocoResultsWriter(args.coco, layout=predictor.layout))
-    if args.render is not None:
-        sinks.append(VideoRenderer(args.render, source.fps, layout=predictor.layout, min_score=args.render_score))
-    if args.render_frames is not None:
-        sinks.append(FrameFolderRenderer(args.render_frames, layout=predictor.layout, min_score=args.render_score))
+    if "json" in staged:
+        sinks.append(PoseTrackWriter(staged["json"], source.name, source.video, model_layout=predictor.layout))
+    if "coco" in staged:
+        sinks.append(CocoResultsWriter(staged["coco"], layout=predictor.layout))
+    if "render" in staged:
+        sinks.append(VideoRenderer(staged["render"], source.fps, layout=predictor.layout, min_score=args.render_score,
+                                   shown=args.render))
+    if "render_frames" in staged:
+        sinks.append(FrameFolderRenderer(staged["render_frames"], layout=predictor.layout,
+                                         min_score=args.render_score, shown=args.render_frames))
     results = tqdm(pipeline.run(source), total=source.num_frames, unit="frame", desc="infer",
                    disable=args.no_progress, file=sys.stderr)
-    written = consume(results, sinks)
+    written = consume(results, sinks, outputs)  # commits only when every sink closed fine
     stats = pipeline.stats
     print(f"{stats.frames} frames, {stats.persons} persons ({stats.propagated_persons} from propagated boxes), "
           f"{len(stats.track_ids)} track ids, {stats.fps:.2f} frames/s ({predictor.estimator.kind}, "
@@ -253,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
         how = "feature reuse" if pipeline.reuse else "exact crops"
         print(f"{stats.backbone_crops / stats.persons:.2f} backbone passes per person-frame ({how})")
     if stats.dropped_boxes:
-        print(f"warning: dropped {stats.dropped_boxes} boxes (not finite, or zero area inside the image)")
+        print(f"warning: dropped {stats.dropped_boxes} boxes (not finite, under 1 pixel wide or high, or no area "
+              "inside the image)")
     if isinstance(source, VideoFileSource) and source.num_frames and stats.frames < source.num_frames:
         print(f"warning: decoded {stats.frames} of the {source.num_frames} frames the container reports "
               "(truncated or partly corrupt video?)")

@@ -47,11 +47,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffpose.checkpoint import CheckpointError, first_sentence, free_memory
 from diffpose.cli.args import add_checkpoint, add_config, checkpoint_from_args, config_from_args, number
 from diffpose.config import Config
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import KINDS, build_estimator, checkpoint_config, model_complexity
+from diffpose.estimators.kinds import check_model_fits
 from diffpose.models import Complexity, build_backbone, load_vitpose, param_groups
+from diffpose.models.stem import token_layout
 from diffpose.models.vitpose_io import read_state_dict
 
 
@@ -103,6 +106,44 @@ def time_train_step(cfg: Config, kind: str, batch: int, repeats: int = 5) -> flo
     return (time.perf_counter() - start) / repeats
 
 
+OOM_TEXTS = ("not enough memory", "out of memory", "can't allocate", "cannot allocate", "failed to allocate")
+
+
+def train_step_bytes(cfg: Config, batch: int) -> int:
+    """A lower bound of the bytes a training step at ``batch`` clips holds: the input clips, and the activations
+    each ViT block of a frame with gradients keeps for the backward pass (block inputs, attention weights, MLP)."""
+    m, bb = cfg.model, cfg.model.backbone
+    h, w = token_layout(bb.image_size, bb.stem, bb.patch_size, bb.patch_padding).grid
+    n = h * w
+    per_block = n * bb.embed_dim * (8 + 2 * bb.mlp_ratio) + bb.num_heads * n * n  # LNs, q k v, MLP; attention
+    frames_with_grad = m.num_frames if bb.neighbour_grad else 1
+    per_clip = m.num_frames * 3 * bb.image_size[0] * bb.image_size[1] + frames_with_grad * bb.depth * per_block
+    return int(4 * batch * per_clip)
+
+
+def _timed_or_refused(cfg: Config, kind: str, batch: int) -> float:
+    """:func:`time_train_step`, refused in one line when ``batch`` clips cannot fit in memory: before anything is
+    allocated when the lower bound of :func:`train_step_bytes` exceeds half the memory available (the rest of
+    the network needs more), else when the step runs out of memory."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    free = free_memory(device)
+    need = train_step_bytes(cfg, batch)
+    if free is not None and need > free // 2:
+        raise DiffPoseError(f"a training step at batch {batch} needs more than {need / 2**30:,.1f} GiB (input clips "
+                            f"and backbone activations); {free / 2**30:.1f} GiB of memory is available: time a "
+                            "smaller --batch", field="--batch")
+    try:
+        return time_train_step(cfg, kind, batch)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and not any(
+                s in str(e).lower() for s in OOM_TEXTS):
+            raise
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise DiffPoseError(f"a {kind} training step at batch {batch} does not fit in memory "
+                            f"({first_sentence(e, 100)}); time a smaller --batch", field="--batch") from None
+
+
 def _table(rows: list[tuple[str, str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
@@ -151,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
     if checkpoint is not None and (args.config or args.overrides):
         raise DiffPoseError("give -c/--checkpoint or --config/--set, not both: a checkpoint carries its own config")
     cfg = checkpoint_config(checkpoint) if checkpoint is not None else config_from_args(args)
+    try:
+        check_model_fits(cfg)  # a config claiming a huge model: refused before it is even built on meta
+    except DiffPoseError as e:
+        if checkpoint is None:
+            raise
+        raise CheckpointError(f"its config cannot be used: {e}", checkpoint, "config") from None
     source = f"checkpoint {checkpoint}" if checkpoint is not None else f"preset {args.preset}"
     cx = model_complexity(cfg)
     with torch.device("meta"):  # what the kind reads: its clip length and a one-line description
@@ -177,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
             device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
             print(f"\ntraining step, batch {args.batch} ({device}; fwd + bwd + AdamW, random data):")
             for kind in KINDS:
-                sec = time_train_step(cfg, kind, args.batch)
+                sec = _timed_or_refused(cfg, kind, args.batch)
                 print(f"  {kind:<9} {sec * 1000:8.0f} ms/step  {args.batch / sec:7.1f} clips/s  "
                       f"({KINDS[kind].summary})")
     if report is not None and not report.ok:

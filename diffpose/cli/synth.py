@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from diffpose.cli.args import add_progress, number
+from diffpose.cli.args import SEED_MAX, add_progress, number
 from diffpose.data.dataset_root import INCOMPLETE
 from diffpose.errors import DiffPoseError
 from diffpose.io_utils import check_writable
@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-videos", type=int, default=None, help="number of val videos (default: a quarter of "
                         "the train videos, at least 1); video i of a split is the same whatever the count")
     parser.add_argument("--frames", type=int, default=None, help="frames per video (preset: 36)")
-    parser.add_argument("--seed", type=number(int, 0), default=0, help="random seed, >= 0 (default: %(default)s)")
+    parser.add_argument("--seed", type=number(int, 0, SEED_MAX), default=0,
+                        help=f"random seed, 0 to {SEED_MAX} (default: 0)")
     parser.add_argument("--workers", type=number(int, 1), default=2, help="worker processes (default: %(default)s); "
                         "the output does not depend on it")
     parser.add_argument("--preview", action="store_true", help="also write OUT_DIR/preview.png, a contact sheet "

@@ -11,6 +11,12 @@ With GT boxes, ap.json also says how well the predicted uncertainty and the join
 (error above half the head size, poseval's PCKh@0.5): its "uncertainty" section holds their AUROCs and
 reliability bins (null with --boxes DET.json), drawn in OUT/reliability.png when matplotlib is installed.
 
+OUT/predictions/, OUT/ap.json and OUT/reliability.png are staged beside their targets and moved into place
+together only when the whole run (scoring included) succeeded: a failure or Ctrl-C leaves the previous run's
+files as they were. predictions/ is replaced whole (a predictions/ folder holding anything but .json files is
+refused); a run without a reliability plot removes an earlier one. An output inside the dataset, or equal
+to the checkpoint or the detection file, is refused before any work.
+
 examples:
   diffpose test -c runs/tiny/final.pt --data synthtrack --out runs/tiny/test
   diffpose test -c runs/tiny/final.pt --data synthtrack --steps 4 --ensemble 8 --out runs/tiny/s4k8
@@ -36,7 +42,8 @@ from diffpose.cli.args import (
 )
 from diffpose.engine.tester import run_test
 from diffpose.evaluation.uncertainty import PLOTS_HINT, plot_reliability, report_summary
-from diffpose.io_utils import atomic_write_text, check_not_input, output_target
+from diffpose.io_outputs import Outputs
+from diffpose.io_utils import atomic_write_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,24 +63,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from_args(args)
     inputs = [args.data, checkpoint] + ([args.boxes] if args.boxes != "gt" else [])
-    check_not_input(args.out, inputs, flag="--out")  # never among the annotations: later reads would fail
-    for name in ("ap.json", "reliability.png"):  # a FIFO or device of that name is refused now; nothing is created
-        output_target(Path(args.out) / name)
-    report: dict = {}
-    result, predictor = run_test(checkpoint, args.data, args.split, args.out, boxes=args.boxes, device=args.device,
-                                 progress=not args.no_progress, min_box_score=args.min_box_score, uncertainty=report,
-                                 seed=args.seed, batch_size=args.batch_size, **sampling_from_args(args))
-    warn_unused_sampling(args, predictor.samples)
+    out = Path(args.out)
+    with Outputs(inputs) as outputs:  # predictions/, ap.json and reliability.png land together, or none changes
+        outputs.check(out, flag="--out")  # never among the annotations: later reads would fail
+        pred_dir = outputs.folder(out / "predictions", owned=("*.json",), flag="--out")
+        ap_json = outputs.file(out / "ap.json", flag="--out")
+        plot_file = outputs.file(out / "reliability.png", flag="--out")
+        report: dict = {}
+        result, predictor = run_test(checkpoint, args.data, args.split, out, boxes=args.boxes, device=args.device,
+                                     progress=not args.no_progress, min_box_score=args.min_box_score,
+                                     uncertainty=report, seed=args.seed, batch_size=args.batch_size,
+                                     pred_dir=pred_dir, **sampling_from_args(args))
+        warn_unused_sampling(args, predictor.samples)
+        summary = {"checkpoint": str(checkpoint), "split": args.split, "kind": predictor.estimator.kind,
+                   "sampling": predictor.estimator.sampling_record(predictor.sampling), "boxes": args.boxes,
+                   **result.to_json(), "uncertainty": report or None}
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", ap_json)
+        plot = None
+        if report:
+            title = f"{Path(checkpoint).name} on {args.split}, {predictor.sampling_summary()}"
+            plot = plot_reliability(report, plot_file, title)
+        if plot is None:  # no plot of this run: an earlier run's reliability.png goes, it would not match ap.json
+            outputs.remove(plot_file)
+        outputs.commit()
     print(f"PoseTrack AP on {args.split} ({result.frames_evaluated} frames), {predictor.sampling_summary()}")
     print(result.table())
-    out = {"checkpoint": str(checkpoint), "split": args.split, "kind": predictor.estimator.kind,
-           "sampling": predictor.estimator.sampling_record(predictor.sampling), "boxes": args.boxes,
-           **result.to_json(), "uncertainty": report or None}
-    atomic_write_text(json.dumps(out, indent=2) + "\n", Path(args.out) / "ap.json")
     if report:
         print(report_summary(report))
-        title = f"{Path(checkpoint).name} on {args.split}, {predictor.sampling_summary()}"
-        plot = plot_reliability(report, Path(args.out) / "reliability.png", title)
-        print(f"wrote {plot}" if plot else f"{PLOTS_HINT} for {Path(args.out) / 'reliability.png'}")
-    print(f"wrote {Path(args.out) / 'ap.json'} and {Path(args.out) / 'predictions'}/")
+        print(f"wrote {out / 'reliability.png'}" if plot else f"{PLOTS_HINT} for {out / 'reliability.png'}")
+    print(f"wrote {out / 'ap.json'} and {out / 'predictions'}/")
     return 0

@@ -11,7 +11,8 @@ The finished weights are written to OUT/final.pt (model + config, EMA weights wh
 A run folder belongs to one run: while it trains, OUT/train.lock holds its PID and a second `diffpose train`
 on OUT is refused (a lock whose process is gone is taken over with a note). A folder that already holds a
 run (checkpoints, metrics) is refused unless --resume continues it or --overwrite starts over; resuming a
-finished run does nothing and says so.
+finished run does nothing and says so. A --config file that the run would write over (OUT/config.yaml) is
+refused before any work; another file in OUT (OUT/my.yaml) is never written and may be the config.
 
 Several GPUs or nodes: launch with torchrun, e.g.
   torchrun --nproc_per_node=8 -m diffpose train --preset paper --data /data/posetrack18 --out runs/pt18
@@ -31,8 +32,8 @@ from diffpose.cli.args import add_config, add_progress, config_from_args
 from diffpose.config import ModelConfig
 from diffpose.engine.distributed import shutdown_distributed
 from diffpose.engine.run import train_and_finish
+from diffpose.engine.run_folder import check_run_inputs
 from diffpose.estimators import KINDS
-from diffpose.io_utils import check_not_input
 
 
 def kinds_help() -> str:
@@ -58,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, [f"data.root={args.data}"] if args.data else [])
-    check_not_input(args.out, [cfg.data.root or None, args.config], "--out")
+    check_run_inputs(args.out, [cfg.data.root or None, args.config], "--out")  # never over the --config YAML
     try:
         train_and_finish(cfg, args.out, resume=args.resume, validate=args.val, progress=not args.no_progress,
                          overwrite=args.overwrite)

@@ -1,7 +1,12 @@
 """Person clips for training and testing: a key frame's person box crops the key frame and its neighbours.
 
 * :func:`load_split` reads ``ROOT/annotations/<split>/*.json`` (PoseTrack18 layout, real or SynthTrack);
-  image paths in the files are relative to ``ROOT``.
+  image paths in the files are relative to ``ROOT``. The split must be one folder name, and every
+  ``file_name`` must stay inside ``ROOT`` (no absolute path, no ``..``; checked lexically, so a symlinked
+  ``images`` folder is fine: :func:`~diffpose.data.paths.confined`). A GT person box of negative width or
+  height is refused naming the file (:func:`check_sequence`); a zero-size one is skipped, as before.
+* A frame image whose size is far from the ``width`` / ``height`` its annotation states is refused when
+  it is read (:func:`~diffpose.data.images.check_frame_size`).
 * :class:`ClipDataset` yields one sample per (labelled key frame, person box). Boxes come from the ground
   truth (training, ``--boxes gt``) or from a detection file (testing). The box, enlarged by 25% to the crop
   aspect, defines **one affine transform shared by all frames of the clip**; neighbours at the configured
@@ -30,7 +35,9 @@ from torch.utils.data import Dataset
 from diffpose.codec import HeatmapCodec
 from diffpose.data.crops import IMAGENET_MEAN, IMAGENET_STD, crop_image, normalise, normalise_crop
 from diffpose.data.dataset_root import check_dataset_root
-from diffpose.data.images import check_frames_exist, read_rgb
+from diffpose.data.detections import MIN_BOX_SIDE
+from diffpose.data.images import check_frame_size, check_frames_exist, read_rgb
+from diffpose.data.paths import confined, single_name
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Detection, Video
 from diffpose.data.transforms import (
@@ -50,8 +57,22 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ClipDataset", "ClipItem", "FrameRea
            "load_split", "normalise"]
 
 
+def check_sequence(video: Video, root: str | Path, path: str | Path) -> None:
+    """Refuse a sequence read from ``path`` (one video, frames in ``images`` order) whose frame names leave
+    ``root`` or whose GT person boxes have negative width or height."""
+    for i, frame in enumerate(video.frames):
+        confined(root, frame.file_name, path, f"images[{i}].file_name", what="file_name")
+        for p, person in enumerate(frame.persons):
+            box = person.box
+            if box is not None and (box[2] < 0 or box[3] < 0):
+                who = f"annotations (id {person.id})" if person.id is not None else f"person {p} of images[{i}]"
+                raise DataFormatError(f"person box has negative size ({box[2]:g} x {box[3]:g}); expected [x, y, w, "
+                                      "h] with w, h >= 0", path, f"{who}.bbox")
+
+
 def load_split(root: str | Path, split: str) -> list[Video]:
-    """All videos of ``ROOT/annotations/<split>/*.json``, sorted by file name."""
+    """All videos of ``ROOT/annotations/<split>/*.json``, sorted by file name (see :func:`check_sequence`)."""
+    single_name(split, root, "split", what="split")
     check_dataset_root(root, split)  # an interrupted SynthTrack output is refused, saying how to regenerate it
     folder = Path(root) / "annotations" / split
     if not folder.is_dir():
@@ -60,7 +81,10 @@ def load_split(root: str | Path, split: str) -> list[Video]:
     files = sorted(folder.glob("*.json"))
     if not files:
         raise DataFormatError("no *.json annotation files", folder)
-    return [read_posetrack18(f) for f in files]
+    videos = [read_posetrack18(f) for f in files]
+    for video, f in zip(videos, files):
+        check_sequence(video, root, f)
+    return videos
 
 
 class FrameReader:
@@ -71,11 +95,14 @@ class FrameReader:
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
 
-    def __call__(self, file_name: str) -> np.ndarray:
+    def __call__(self, file_name: str, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The frame ``ROOT/file_name``; with ``size`` (the annotation's ``(W, H)``) checked against it."""
         if file_name in self.cache:
             self.cache.move_to_end(file_name)
             return self.cache[file_name]
-        image = read_rgb(self.root / file_name)  # (H, W, 3) uint8; gray, RGBA, 16-bit converted
+        path = confined(self.root, file_name, what="file_name")
+        image = read_rgb(path)  # (H, W, 3) uint8; gray, RGBA, 16-bit converted
+        check_frame_size(image, size, path)
         self.cache[file_name] = image
         if len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
@@ -104,7 +131,7 @@ def gt_items(videos: list[Video], labeled_only: bool = True, min_joints: int = 1
                 if person.present.sum() < min_joints:
                     continue
                 box = person.box if person.box is not None else box_from_keypoints(person.keypoints, person.present)
-                if box is None or box[2] <= 0 or box[3] <= 0:
+                if box is None or box[2] <= 0 or box[3] <= 0:  # zero size: skipped (negative: see check_sequence)
                     continue
                 items.append(ClipItem(v, f, p, tuple(float(x) for x in box)))
     return items
@@ -115,7 +142,7 @@ def detection_items(videos: list[Video], detections: list[Detection], min_score:
     """One item per detection box (score >= ``min_score``) in each (labelled) frame, matched by image id."""
     by_image: dict[int | str, list[Detection]] = {}
     for d in detections:
-        if d.category_id == 1 and d.score >= min_score and d.box[2] > 0 and d.box[3] > 0:
+        if d.category_id == 1 and d.score >= min_score and d.box[2] >= MIN_BOX_SIDE and d.box[3] >= MIN_BOX_SIDE:
             by_image.setdefault(d.image_id, []).append(d)
     items = []
     for v, video in enumerate(videos):
@@ -200,7 +227,7 @@ class ClipDataset(Dataset):
         frames = []
         for off in self.offsets:
             frame = video.frames[min(max(item.frame + off, 0), last)]
-            patch = crop_image(self.reader(frame.file_name), mat, (crop_w, crop_h))  # (H, W, 3) uint8
+            patch = crop_image(self.reader(frame.file_name, frame.size), mat, (crop_w, crop_h))  # (H, W, 3) uint8
             if self.augment is None:
                 frames.append(normalise_crop(patch))  # (3, H, W), as diffpose infer crops
             else:

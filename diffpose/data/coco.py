@@ -32,7 +32,7 @@ import numpy as np
 
 from diffpose.data.posetrack18 import categories_for, layout_from_categories
 from diffpose.data.records import Frame, Person, Video
-from diffpose.data.validate import get, integer, load_json, number, number_array, type_name
+from diffpose.data.validate import check_coordinates, get, integer, load_json, number, number_array, type_name
 from diffpose.errors import DataFormatError
 from diffpose.io_utils import atomic_write_json
 from diffpose.keypoints import COCO, Layout
@@ -67,6 +67,7 @@ def _read_person(ann: Any, where: str, num_joints: int, path: Path | str, coco_r
     if "keypoints" in ann:
         kps = number_array(ann["keypoints"], path, f"{where}.keypoints", 3 * num_joints)
         kps = kps.reshape(num_joints, 3)  # (J, 3) = (x, y, v)
+        check_coordinates(kps[None, :, :2], path, lambda _: f"{where}.keypoints")  # 1e300 is not a position
         if coco_rule:
             person.present = kps[:, 2] > 0
         else:

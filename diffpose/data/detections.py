@@ -20,6 +20,10 @@ from diffpose.errors import DataFormatError
 from diffpose.io_utils import atomic_write_json
 
 _KEYS = {"bbox", "category_id", "image_id", "score"}
+# A box narrower or lower than this (pixels) holds no person a pose model can see (1e-9 pixels is a degenerate
+# detection, and its crop would be a magnification of one pixel by 1e11): dropped and counted like a box without
+# area, in diffpose test (filter_detections) and in diffpose infer (sanitize_boxes).
+MIN_BOX_SIDE = 1.0
 
 
 def _read_detection(item: Any, k: int, path: Path | str) -> Detection:
@@ -99,16 +103,17 @@ def detections_by_image(detections: list[Detection], min_score: float = 0.0,
 def filter_detections(detections: list[Detection], min_score: float = 0.0, category_id: int = 1,
                       area: bool = True) -> tuple[list[Detection], dict[str, int]]:
     """The detections a pose model uses (``category_id``, ``score >= min_score``, with ``area`` also width and
-    height > 0) and how many were dropped for each reason (only reasons that dropped some)."""
+    height >= :data:`MIN_BOX_SIDE`) and how many were dropped for each reason (only reasons that dropped some)."""
     kept: list[Detection] = []
-    dropped = {"not a person (category_id != 1)": 0, f"score below {min_score:g}": 0, "no area": 0}
+    dropped = {"not a person (category_id != 1)": 0, f"score below {min_score:g}": 0,
+               f"narrower or lower than {MIN_BOX_SIDE:g} pixel": 0}
     reasons = list(dropped)
     for det in detections:
         if det.category_id != category_id:
             dropped[reasons[0]] += 1
         elif not det.score >= min_score:
             dropped[reasons[1]] += 1
-        elif area and not (det.box[2] > 0 and det.box[3] > 0):
+        elif area and not (det.box[2] >= MIN_BOX_SIDE and det.box[3] >= MIN_BOX_SIDE):
             dropped[reasons[2]] += 1
         else:
             kept.append(det)

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.io
 
 from diffpose.data.records import Frame, Person, Video
-from diffpose.data.validate import get, load_json, number, type_name
+from diffpose.data.validate import check_coordinates, get, load_json, number, type_name
 from diffpose.errors import DataFormatError
 from diffpose.io_utils import atomic_write_json, atomic_write_with
 from diffpose.keypoints import POSETRACK17, POSETRACK18, POSEVAL_FROM_POSETRACK18
@@ -203,6 +203,7 @@ def _read_points(points: list[Any], person: Person, path: Path | str, where: str
             raise DataFormatError(f"joint id {pid} is listed twice", path, f"{w}.id")
         person.present[j] = True
         person.keypoints[j] = _num(pt, "x", path, w), _num(pt, "y", path, w)  # (x, y)
+        check_coordinates(person.keypoints[None, j], path, lambda _, w=w: w)  # 1e300 is not a position
         person.visibility[j] = _flag(pt["is_visible"], path, f"{w}.is_visible") if "is_visible" in pt else 1.0
         if "score" in pt:
             scores[j] = _num(pt, "score", path, w)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from diffpose.data.records import Frame, Person, Video
-from diffpose.data.validate import get, integer, load_json, number, number_array
+from diffpose.data.validate import check_coordinates, get, integer, load_json, number, number_array
 from diffpose.errors import DataFormatError
 from diffpose.io_utils import atomic_write_json
 from diffpose.keypoints import LAYOUTS, POSETRACK18, Layout
@@ -100,6 +100,7 @@ def _read_persons(anns: list[Any], num_joints: int, path: Path | str) -> list[Pe
             get(ann, "keypoints", path, f"annotations[{k}]")  # raises
     kps = _bulk_numbers([a["keypoints"] for a in anns], 3 * num_joints, path, lambda k: where(k) + ".keypoints")
     kps = kps.reshape(len(anns), num_joints, 3)  # (N, J, 3) = (x, y, v)
+    check_coordinates(kps[..., :2], path, lambda k: where(k) + ".keypoints")  # 1e300 is not a position
     present = ~((kps[..., 0] == 0) & (kps[..., 1] == 0) & (kps[..., 2] == 0))  # (N, J)
 
     def optional(key: str, length: int) -> list[np.ndarray | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from diffpose.errors import DataFormatError
 from diffpose.io_utils import missing_reason
 
 _MISSING = object()
+# The largest keypoint coordinate (pixels, either sign) a file may hold: frames are a few thousand pixels wide, so
+# |x| or |y| above a million (1e300, say) is damage, not a position; it would overflow squared distances.
+MAX_COORDINATE = 1e6
 
 
 def load_json(path: str | Path) -> Any:
@@ -122,3 +126,16 @@ def number_array(value: Any, path: Path | str, field: str, length: int | None = 
     if not np.isfinite(arr).all():
         raise DataFormatError("expected finite numbers, found NaN or infinity", path, field)
     return arr
+
+
+def check_coordinates(xy: np.ndarray, path: Path | str, field: Callable[[int], str]) -> None:
+    """Refuse coordinates ``xy (N, ..., 2)`` beyond :data:`MAX_COORDINATE` in magnitude, naming the first bad
+    item's ``field(n)``."""
+    if xy.size == 0:
+        return
+    bad = (np.abs(xy) > MAX_COORDINATE).reshape(len(xy), -1).any(axis=1)
+    if bad.any():
+        n = int(np.flatnonzero(bad)[0])
+        value = float(xy[n][np.abs(xy[n]) > MAX_COORDINATE].flat[0])
+        raise DataFormatError(f"keypoint coordinate {value:g} is not a pixel position (|x|, |y| must be at most "
+                              f"{MAX_COORDINATE:g})", path, field(n))

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from diffpose.errors import DiffPoseError
+from diffpose.io_utils import check_not_input, resolve_path
 
 try:
     import fcntl
@@ -30,6 +31,8 @@ except ImportError:  # Windows: an exclusively created file, see RunLock
 LOCK = "train.lock"
 RUN_FILES = ("last.pt", "final.pt", "metrics.jsonl", "summary.json")  # a folder holding any of these holds a run
 CLEARED = (*RUN_FILES, "config.yaml")  # what --overwrite removes (tensorboard/ and val*/ are rewritten anyway)
+WRITTEN = (*CLEARED, LOCK)  # the files a run writes or removes in its folder
+WRITTEN_FOLDERS = ("tensorboard", "val", "val_epoch*")  # ... and the folders it writes into
 
 
 def _note(text: str) -> None:
@@ -88,6 +91,30 @@ def _refuse_live(pid: int | None, folder: Path) -> DiffPoseError:
     who = f"another diffpose train (PID {pid})" if pid else "another diffpose train"
     return DiffPoseError(f"{who} is using this run folder; wait for it to end or stop it (the lock is "
                          f"{folder / LOCK})", folder)
+
+
+def check_run_inputs(folder: str | Path, inputs: list[str | Path | None], flag: str = "--out") -> None:
+    """Refuse, before any work, a run folder where the run would write over or into one of ``inputs`` (the
+    ``--config`` YAML, the dataset root): an input that is ``config.yaml``, a checkpoint, the metrics or the
+    lock of the folder, or lies in its ``tensorboard/`` or ``val*/`` folders, or a folder holding the run
+    folder. Other files in the run folder (e.g. ``OUT/my_config.yaml``) are never touched, so they may be
+    inputs."""
+    folder = Path(folder)
+    check_not_input(folder, inputs, flag)  # the folder is an input, or inside an input folder
+    root = resolve_path(folder)
+    for given in inputs:
+        if given is None:
+            continue
+        source = resolve_path(given)
+        if not source.is_relative_to(root) or source == root:
+            continue
+        first = source.relative_to(root).parts[0]
+        written = (first in WRITTEN and len(source.relative_to(root).parts) == 1) or any(
+            Path(first).match(pattern) for pattern in WRITTEN_FOLDERS)
+        if written:
+            raise DiffPoseError(f"the run writes {folder / source.relative_to(root)}, which is the input {given}; "
+                                "refusing to write over an input (copy it elsewhere, or choose another folder)",
+                                folder, flag)
 
 
 def check_run_folder(folder: str | Path, resume: bool, overwrite: bool) -> None:

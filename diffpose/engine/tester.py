@@ -87,8 +87,10 @@ def prediction_videos(videos: list[Video], items: list[ClipItem], preds: list[Pe
 
 def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_dir: str | Path,
                    detections: list[Detection] | None = None, min_box_score: float = 0.0, workers: int = 0,
-                   progress: bool = False, uncertainty: dict[str, Any] | None = None) -> EvalResult:
+                   progress: bool = False, uncertainty: dict[str, Any] | None = None,
+                   pred_dir: str | Path | None = None) -> EvalResult:
     """Predict every person box of ``split`` (GT boxes, or ``detections``), write ``out_dir/predictions/*.json``
+    (or ``pred_dir/*.json``: ``diffpose test`` gives a folder staged by :class:`~diffpose.io_outputs.Outputs`)
     and score them (with AP on occluded joints when the ground truth flags them).
 
     With GT boxes, a model of PoseTrack18's joints and a dict ``uncertainty``, that dict is filled with
@@ -99,7 +101,7 @@ def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_
     items = gt_items(videos) if detections is None else detection_items(videos, detections, min_box_score)
     if not items:
         raise DiffPoseError(f"no person boxes to evaluate in split {split!r}", data_root)
-    pred_dir = Path(out_dir) / "predictions"
+    pred_dir = Path(out_dir) / "predictions" if pred_dir is None else Path(pred_dir)
     check_writable(pred_dir, folder=True)  # before the predictions, not after them
     preds = predict_items(predictor, videos, data_root, items, workers, progress)
     for video in prediction_videos(videos, items, preds, predictor.layout):
@@ -114,9 +116,10 @@ def evaluate_split(predictor: Predictor, data_root: str | Path, split: str, out_
 def run_test(checkpoint: str | Path, data_root: str | Path, split: str, out_dir: str | Path,
              boxes: str = "gt", device: str = "auto", progress: bool = True, min_box_score: float = 0.0,
              workers: int | None = None, uncertainty: dict[str, Any] | None = None,
-             **predictor_args) -> tuple[EvalResult, Predictor]:
+             pred_dir: str | Path | None = None, **predictor_args) -> tuple[EvalResult, Predictor]:
     """Predict a split with a checkpoint (``predictor_args``: sampling settings, ``seed``, ``batch_size``; unset
-    sampling settings come from the checkpoint), write prediction files to ``out_dir/predictions``, score them.
+    sampling settings come from the checkpoint), write prediction files to ``out_dir/predictions`` (or
+    ``pred_dir``), score them.
 
     Returns the result and the predictor (whose ``sampling`` says how the predictions were made). A dict
     ``uncertainty`` is filled with the uncertainty report when ``boxes`` is ``"gt"`` (see :func:`evaluate_split`).
@@ -131,5 +134,5 @@ def run_test(checkpoint: str | Path, data_root: str | Path, split: str, out_dir:
     workers = estimator.cfg.data.workers if workers is None else workers
     with torch.inference_mode():
         result = evaluate_split(predictor, data_root, split, out_dir, detections, min_box_score, workers, progress,
-                                uncertainty)
+                                uncertainty, pred_dir)
     return result, predictor

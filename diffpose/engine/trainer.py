@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from diffpose.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from diffpose.config import Config, config_to_dict, save_config
+from diffpose.config import Config, config_from_dict, config_to_dict, save_config
 from diffpose.data.clip_dataset import ClipDataset, gt_items, load_split
 from diffpose.data.images import opencv_before_fork
 from diffpose.data.transforms import Augmentation
@@ -58,7 +58,53 @@ class TrainResult:
     val: dict[str, Any] | None = None
 
 
+# What --resume may change (everything else must be what last.pt was written with): how long the run goes (the
+# schedule's cosine then spans the new length), how often it logs, saves and validates, data loading, the device
+# (the state moves onto it), the sampling of validation and final.pt, and data.root spelled differently (the
+# same folder). All of them act from the next step on and are saved with every later checkpoint.
+RESUME_MAY_CHANGE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
+                     "train.val_every", "train.device", "data.workers", "sampling.steps", "sampling.eta",
+                     "sampling.ensemble", "sampling.combine")
+
 RESUME_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "step", "epoch", "rng")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return {k.removesuffix("."): v for k, v in out.items()}
+
+
+def _same_folder(a: Any, b: Any) -> bool:
+    try:
+        return isinstance(a, str) and isinstance(b, str) and bool(a) and Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def check_resume_config(saved: Any, cfg: Config, path: Path) -> None:
+    """Refuse to resume from a checkpoint whose config differs from ``cfg`` outside :data:`RESUME_MAY_CHANGE`, in
+    one line naming the keys (their values there and now): the optimiser, schedule and EMA of last.pt were made
+    with its settings, and a checkpoint must say what ran."""
+    if not isinstance(saved, dict):
+        raise DiffPoseError(f"expected a config dict, found {type(saved).__name__}", path, "config")
+    try:
+        before = _flat(config_to_dict(config_from_dict(saved)))  # an older checkpoint's keys upgraded
+    except DiffPoseError as e:
+        raise DiffPoseError(f"its config cannot be used: {e}", path, "config") from None
+    now = _flat(config_to_dict(cfg))
+    changed = [k for k in now if before.get(k) != now[k] and k not in RESUME_MAY_CHANGE
+               and not (k == "data.root" and _same_folder(before.get(k), now[k]))]
+    if changed:
+        sections = sorted({k.split(".")[0] for k in changed}, key=[k.split(".")[0] for k in now].index)
+        shown = "; ".join(f"{k} is {before.get(k)!r} there, {now[k]!r} now" for k in changed[:3])
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise DiffPoseError(f"last.pt was written with a different {' and '.join(sections)} config: {shown}{more}; "
+                            "resume with the settings the run was started with (its config.yaml), or start a new "
+                            "run with --overwrite", path, "config")
 
 
 def step_generator(cfg: Config, step: int) -> torch.Generator:
@@ -187,10 +233,7 @@ class Trainer:
         if missing:
             hint = " (final.pt holds weights only; resume needs last.pt)" if "optimizer" in missing else ""
             raise DiffPoseError(f"not a training checkpoint: missing {', '.join(missing)}{hint}", path)
-        config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
-        if config.get("model") != config_to_dict(self.cfg)["model"]:
-            raise DiffPoseError("last.pt was written with a different model config; resume with the same "
-                                "preset and overrides", path, "config.model")
+        check_resume_config(ckpt["config"], self.cfg, path)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])

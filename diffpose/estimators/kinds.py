@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from diffpose.checkpoint import CheckpointError, load_checkpoint, model_state
+from diffpose.checkpoint import CheckpointError, free_memory, load_checkpoint, model_state
 from diffpose.config import Config, ConfigError, config_from_dict, load_config
 from diffpose.errors import DiffPoseError
 from diffpose.estimators.base import PoseEstimator
@@ -72,6 +72,7 @@ def build_estimator(cfg: Config, load_weights: bool = True, net: Any = None) -> 
     """
     kind = get_kind(cfg.model.kind)
     if net is None:
+        check_model_fits(cfg)
         net = kind.network.from_config(cfg.model)
         weights = cfg.model.backbone.weights
         if load_weights and weights:
@@ -83,6 +84,58 @@ def build_estimator(cfg: Config, load_weights: bool = True, net: Any = None) -> 
         if cfg.model.backbone.freeze:
             freeze_backbone(net)
     return kind.estimator(net, cfg)
+
+
+# the fields that stack identical layers: a network's parameters grow by the same count per layer of each
+DEPTH_FIELDS = (("backbone", "depth"), ("strl", "depth"), ("decoder", "seref_depth"), ("decoder", "fuse_depth"),
+                ("decoder", "conv_depth"))
+
+
+def _with_depths(model: Any, depths: dict[tuple[str, str], int]) -> Any:
+    parts = {}
+    for (part, name), value in depths.items():
+        parts[part] = replace(parts.get(part, getattr(model, part)), **{name: value})
+    return replace(model, **parts)
+
+
+def _meta_params(kind: Kind, model: Any) -> int:
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        net = kind.network.from_config(model)
+    return sum(t.numel() for t in (*net.parameters(), *net.buffers()))
+
+
+def estimate_params(cfg: Config) -> int:
+    """The parameters (and buffers) of ``cfg``'s network, counted without allocating anything and in a time that
+    does not grow with the depths: the network is built on the ``meta`` device with every depth of
+    :data:`DEPTH_FIELDS` above 2 cut to 2, and each cut depth adds what its second layer holds per layer."""
+    kind, m = get_kind(cfg.model.kind), cfg.model
+    depths = {key: getattr(getattr(m, key[0]), key[1]) for key in DEPTH_FIELDS}
+    cut = {key: min(d, 2) for key, d in depths.items()}
+    total = base = _meta_params(kind, _with_depths(m, cut))
+    for key, depth in depths.items():
+        if depth > 2:
+            per_layer = base - _meta_params(kind, _with_depths(m, {**cut, key: 1}))
+            total += (depth - 2) * per_layer
+    return total
+
+
+def check_model_fits(cfg: Config) -> None:
+    """Refuse, before anything is allocated, a config whose network's float32 weights alone would not fit in the
+    memory available on the device it is built on (a small checkpoint or ``--set`` can claim any width or
+    depth). Building on the ``meta`` device (:func:`model_complexity`) is never refused."""
+    device = torch.empty(0).device  # the default device: where from_config allocates
+    if device.type == "meta":
+        return
+    free = free_memory(device)
+    if free is None:
+        return
+    params = estimate_params(cfg)
+    if params * 4 > free:
+        m = cfg.model
+        raise ConfigError(f"model too large: this {m.kind} model has about {params:,} parameters "
+                          f"({params * 4 / 2**30:,.1f} GiB as float32; backbone {m.backbone.embed_dim}d x "
+                          f"{m.backbone.depth} blocks), more than the {free / 2**30:.1f} GiB of memory available; "
+                          "refusing to build it")
 
 
 def _published(path: str | Path) -> tuple[PublishedViTPose, Config]:

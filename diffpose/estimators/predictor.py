@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffpose.checkpoint import resolve_device
+from diffpose.checkpoint import free_memory, resolve_device
 from diffpose.config import SamplingConfig, with_sampling
 from diffpose.data.crops import crop_image, normalise_crop
 from diffpose.data.transforms import CropBox, crop_matrix, invert_affine
@@ -266,25 +266,11 @@ class Predictor:
         return self.predict_clips(clips, [m for _, m in crops], boxes, box_scores)
 
 
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for tensors on ``device`` (MemAvailable on Linux for the CPU), or None when unknown."""
-    try:
-        if device.type == "cuda":
-            return int(torch.cuda.mem_get_info(device)[0])
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, RuntimeError):
-        return None
-    return None
-
-
 def fit_batch_to_memory(estimator: PoseEstimator, sampling: SamplingConfig, batch_size: int, device: torch.device
                         ) -> int:
     """The batch size whose clips fit in memory (:meth:`~PoseEstimator.memory_per_clip`): refuses (with the
     estimate) when one clip does not fit, lowers the batch size (with a note) when ``batch_size`` clips do not."""
-    free = available_memory(device)
+    free = free_memory(device)
     if free is None:
         return batch_size
     budget = free // 2  # leave room for the backbone, the condition and everything else

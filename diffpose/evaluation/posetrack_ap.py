@@ -19,6 +19,9 @@ every joint inside, or no joint left with ``x > 0 or y > 0``, are dropped; recal
 ``max(#GT, 1)``. Where the kit crashes (a labelled frame with predictions but no GT person) predicted
 joints count as false positives, as poseval does.
 
+GT head boxes of zero or negative width or height are scored with poseval's arithmetic unchanged and
+counted per file (:attr:`EvalResult.bad_head_boxes`); ``diffpose evaluate`` warns about them.
+
 Where poseval itself would crash (missing prediction file, frame count mismatch, duplicate track ids in a
 frame, a missing track id, a GT person without head box where PCKh needs one) we raise a
 :class:`~diffpose.errors.DataFormatError` naming the file and what is wrong. Degenerate ignore polygons
@@ -201,6 +204,7 @@ def evaluate_dirs(gt_dir: str | Path, pred_dir: str | Path, protocol: str = "pos
     if not gt_files:
         raise DataFormatError("no *.json ground-truth files here", gt_dir)
     frames: list[EvalFrame] = []
+    bad_heads: dict[str, int] = {}
     iterator = gt_files
     if progress:
         iterator = tqdm(gt_files, desc="evaluate", unit="video")
@@ -211,7 +215,29 @@ def evaluate_dirs(gt_dir: str | Path, pred_dir: str | Path, protocol: str = "pos
         gt = read_video_for_eval(gt_path)
         pred = read_video_for_eval(pred_path)
         frames.extend(frames_for_eval(gt, pred, gt_path, pred_path, protocol))
-    return evaluate_frames(frames, protocol, occluded)
+        bad = bad_head_boxes(gt, protocol)
+        if bad:
+            bad_heads[str(gt_path)] = bad
+    result = evaluate_frames(frames, protocol, occluded)
+    result.bad_head_boxes = bad_heads
+    return result
+
+
+def bad_head_boxes(gt: Video, protocol: str) -> int:
+    """How many GT persons of ``gt``'s evaluated frames have a head box of zero or negative width or height.
+
+    Only counted: the evaluation keeps poseval's arithmetic for them (parity), the caller warns."""
+    count = 0
+    for frame in gt.frames:
+        if not (frame.is_labeled if protocol == "posetrack21" else len(frame.persons) > 0):
+            continue
+        for person in frame.persons:
+            if protocol == "poseval" and not person.pose_annotated:
+                continue
+            box = person.head_box
+            if box is not None and (box[2] <= 0 or box[3] <= 0):
+                count += 1
+    return count
 
 
 def evaluate_videos(pairs: list[tuple[Video, Video]], protocol: str = "poseval",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from diffpose.evaluation.metrics import JointMetrics
@@ -33,12 +34,28 @@ class EvalResult:
         frames_evaluated: number of frames that entered the metric.
         joints: per-joint metrics in poseval order.
         occluded: the same restricted to GT joints flagged occluded, or None when not requested.
+        bad_head_boxes: ``{GT file: count}`` of evaluated GT persons whose head box has zero or negative width
+            or height. They are scored with poseval's arithmetic as it is (a zero-size box divides by zero and
+            matches nothing; a negative one has a positive diagonal), which makes their AP meaningless;
+            ``diffpose evaluate`` says so in a warning (:meth:`head_box_warning`).
     """
 
     protocol: str
     frames_evaluated: int
     joints: JointMetrics
     occluded: JointMetrics | None = None
+    bad_head_boxes: dict[str, int] = field(default_factory=dict)
+
+    def head_box_warning(self) -> str | None:
+        """One line about :attr:`bad_head_boxes`, or None when there are none."""
+        if not self.bad_head_boxes:
+            return None
+        files = sorted(self.bad_head_boxes)
+        names = ", ".join(Path(f).name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+        n = sum(self.bad_head_boxes.values())
+        return (f"{n} GT head box{'es' if n != 1 else ''} of zero or negative size in {len(files)} "
+                f"file{'s' if len(files) != 1 else ''} ({names}); scored with poseval's arithmetic unchanged, so the "
+                "AP of those persons' joints is meaningless (a zero-size head box matches no prediction)")
 
     @property
     def per_joint_ap(self) -> dict[str, float]:

@@ -14,8 +14,9 @@ information: "nobody here".
   for PoseTrack sequences. Labelled frames (or frames with persons) have information; others have none.
 * :class:`CallableDetector` -- a Python function, see :func:`load_detector` for the contract.
 
-:func:`sanitize_boxes` drops non-finite boxes, clips the rest to the image ``[0, W] x [0, H]`` and drops those
-left with zero area; the pipeline counts what it dropped.
+:func:`sanitize_boxes` drops non-finite boxes, boxes narrower or lower than one pixel
+(:data:`~diffpose.data.detections.MIN_BOX_SIDE`, e.g. a 1e-9 pixel detection) and boxes wholly outside the
+image; the pipeline counts what it dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from diffpose.data.detections import filter_detections, read_detections
+from diffpose.data.detections import MIN_BOX_SIDE, filter_detections, read_detections
 from diffpose.data.transforms import box_from_keypoints
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
@@ -60,9 +61,10 @@ class BoxProvider(Protocol):
 
 
 def sanitize_boxes(boxes: Boxes, size: tuple[int, int]) -> tuple[Boxes, int]:
-    """Drop boxes that are not finite, have no area, or do not overlap the image ``[0, W] x [0, H]``
-    (``size = (W, H)``). Kept boxes are **not** clipped: a person partly outside the frame is cropped with
-    their whole box, as in training and ``diffpose test`` (clipping would shift and shrink the crop).
+    """Drop boxes that are not finite, are narrower or lower than :data:`MIN_BOX_SIDE` pixels, or do not overlap
+    the image ``[0, W] x [0, H]`` (``size = (W, H)``). Kept boxes are **not** clipped: a person partly outside
+    the frame is cropped with their whole box, as in training and ``diffpose test`` (clipping would shift and
+    shrink the crop).
 
     Returns the kept boxes and the number dropped.
     """
@@ -73,7 +75,8 @@ def sanitize_boxes(boxes: Boxes, size: tuple[int, int]) -> tuple[Boxes, int]:
     with np.errstate(invalid="ignore", over="ignore"):
         overlap_w = np.minimum(xywh[:, 0] + xywh[:, 2], width) - np.maximum(xywh[:, 0], 0)
         overlap_h = np.minimum(xywh[:, 1] + xywh[:, 3], height) - np.maximum(xywh[:, 1], 0)
-        keep = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0) & (overlap_w > 0) & (overlap_h > 0)
+        big_enough = (xywh[:, 2] >= MIN_BOX_SIDE) & (xywh[:, 3] >= MIN_BOX_SIDE)
+        keep = finite & big_enough & (overlap_w > 0) & (overlap_h > 0)
     return Boxes(xywh[keep], scores[keep], boxes.origin), int((~keep).sum())
 
 

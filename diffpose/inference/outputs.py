@@ -1,7 +1,9 @@
 """Result files: PoseTrack18 JSON (with track ids) and COCO keypoint results, written atomically at the end.
 
 Both writers are *sinks*: ``add(result)`` for every :class:`~diffpose.inference.pipeline.FrameResult` in
-order, then ``close()`` (writes the file) or ``abort()`` (writes nothing). They keep only the poses, about
+order, then ``close()`` (writes the file) or ``abort()`` (writes nothing). A sink writes wherever it is told;
+``diffpose infer`` tells it a staged path of :class:`~diffpose.io_outputs.Outputs`, and :func:`consume`
+moves all the outputs into place together once every sink closed fine. They keep only the poses, about
 1 KB per person, never pixels. The output path is checked when a sink is made, so an unwritable path fails
 before the first frame rather than after the last.
 
@@ -30,6 +32,7 @@ from diffpose.data.records import Frame, Person, Video
 from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
 from diffpose.inference.pipeline import FrameResult
+from diffpose.io_outputs import Outputs
 from diffpose.io_utils import check_writable
 from diffpose.keypoints import POSETRACK18, Layout, convert_layout, joint_map
 
@@ -126,17 +129,24 @@ class CocoResultsWriter:
         self.by_image = {}
 
 
-def consume(results: Iterable[FrameResult], sinks: list[Sink]) -> list[Path]:
-    """Feed every result to every sink in order, then close them; on any error abort them all and re-raise."""
+def consume(results: Iterable[FrameResult], sinks: list[Sink], outputs: Outputs | None = None) -> list[Path]:
+    """Feed every result to every sink in order, then close them; on any error (in a sink's ``add`` or
+    ``close``, or an interrupt) abort them all and re-raise.
+
+    With ``outputs`` (:class:`~diffpose.io_outputs.Outputs`, whose staged paths the sinks write to) the outputs
+    are committed only once every sink closed fine, and discarded on any error; the paths returned are then the
+    committed outputs. Without it each sink publishes its own file when it closes."""
+    written: list[Path] = []
     try:
         for result in results:
             for sink in sinks:
                 sink.add(result)
+        for sink in sinks:
+            written.extend(sink.close())
     except BaseException:
         for sink in sinks:
             sink.abort()
+        if outputs is not None:
+            outputs.discard()
         raise
-    written: list[Path] = []
-    for sink in sinks:
-        written.extend(sink.close())
-    return written
+    return outputs.commit() if outputs is not None else written

@@ -13,6 +13,9 @@ Sinks (see :mod:`diffpose.inference.outputs`):
   the first frame's size; a later frame of another size (a folder of mixed images) is drawn at its own
   size and then scaled into the video's, aspect kept, on black bars (:func:`letterbox`).
 * :class:`FrameFolderRenderer` writes ``DIR/<index:06d>.png``, each file atomically.
+
+Both write wherever they are told: ``diffpose infer`` tells them staged paths (:mod:`diffpose.io_outputs`),
+so the video and the frame folder land together with the other outputs, or not at all.
 """
 
 from __future__ import annotations
@@ -107,9 +110,11 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class VideoRenderer:
     """Writes drawn frames to an mp4 file atomically (temporary file in the same folder, renamed at the end)."""
 
-    def __init__(self, path: str | Path, fps: float, layout: Layout = POSETRACK18, min_score: float = 0.2):
+    def __init__(self, path: str | Path, fps: float, layout: Layout = POSETRACK18, min_score: float = 0.2,
+                 shown: str | Path | None = None):
         self.path, self.fps, self.layout, self.min_score = check_writable(path), float(fps), layout, min_score
         self.path = output_target(self.path)  # a symlink: the rendered video replaces its target
+        self.shown = Path(shown) if shown is not None else self.path  # named in messages (path may be staged)
         self.writer: cv2.VideoWriter | None = None
         self.tmp: Path | None = None
         self.size: tuple[int, int] | None = None
@@ -122,7 +127,7 @@ class VideoRenderer:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
                                        dir=self.path.parent)
         except OSError as e:
-            raise DiffPoseError(f"cannot write here: {e.strerror or e}", self.path) from None
+            raise DiffPoseError(f"cannot write here: {e.strerror or e}", self.shown) from None
         os.close(fd)
         mask = os.umask(0)
         os.umask(mask)
@@ -131,11 +136,11 @@ class VideoRenderer:
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
         if not self.writer.isOpened():
             self.abort()
-            raise DiffPoseError("OpenCV cannot open an mp4v video writer for this file", self.path)
+            raise DiffPoseError("OpenCV cannot open an mp4v video writer for this file", self.shown)
 
     def add(self, result: FrameResult) -> None:
         if result.image is None:
-            raise DiffPoseError("the pipeline did not keep frame images (PipelineOptions.keep_images)", self.path)
+            raise DiffPoseError("the pipeline did not keep frame images (PipelineOptions.keep_images)", self.shown)
         if self.writer is None:
             self._open(result.size)
         drawn = draw_poses(result.image, result.persons, self.layout, self.min_score)
@@ -147,15 +152,15 @@ class VideoRenderer:
 
     def close(self) -> list[Path]:
         if self.writer is None:
-            raise DiffPoseError("no frames to render", self.path)
+            raise DiffPoseError("no frames to render", self.shown)
         self.writer.release()
         self.writer = None
         readable = count_video_frames(self.tmp)  # OpenCV's writer does not report a full disk: read it back
         if readable != self.frames:
             self.abort()
-            kept = "the previous file is kept" if self.path.exists() else "nothing was written"
+            kept = "the previous file is kept" if self.shown.exists() else "nothing was written"
             raise DiffPoseError(f"the rendered video does not read back ({readable} of {self.frames} frames "
-                                f"decodable; disk full?); {kept}", self.path)
+                                f"decodable; disk full?); {kept}", self.shown)
         os.replace(self.tmp, self.path)
         return [self.path]
 
@@ -183,18 +188,22 @@ def count_video_frames(path: str | Path) -> int:
 
 
 class FrameFolderRenderer:
-    """Writes each drawn frame to ``folder/<index:06d>.png`` (atomically, one by one)."""
+    """Writes each drawn frame to ``folder/<index:06d>.png`` (atomically, one by one). ``diffpose infer`` gives
+    it a staged folder of :class:`~diffpose.io_outputs.Outputs`, which replaces the real folder whole at the
+    end; given a real folder, frames already written stay when the run fails."""
 
-    def __init__(self, folder: str | Path, layout: Layout = POSETRACK18, min_score: float = 0.2):
+    def __init__(self, folder: str | Path, layout: Layout = POSETRACK18, min_score: float = 0.2,
+                 shown: str | Path | None = None):
         self.folder, self.layout, self.min_score = check_writable(folder, folder=True), layout, min_score
+        self.shown = Path(shown) if shown is not None else self.folder  # named in messages
         self.count = 0
 
     def add(self, result: FrameResult) -> None:
         if result.image is None:
-            raise DiffPoseError("the pipeline did not keep frame images (PipelineOptions.keep_images)", self.folder)
+            raise DiffPoseError("the pipeline did not keep frame images (PipelineOptions.keep_images)", self.shown)
         ok, png = cv2.imencode(".png", draw_poses(result.image, result.persons, self.layout, self.min_score))
         if not ok:  # pragma: no cover - PNG encoding of a uint8 image does not fail
-            raise DiffPoseError("cannot encode PNG", self.folder)
+            raise DiffPoseError("cannot encode PNG", self.shown)
         atomic_write_bytes(png.tobytes(), self.folder / f"{result.index:06d}.png")
         self.count += 1
 

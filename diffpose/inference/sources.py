@@ -13,11 +13,15 @@ is decoding, so a consumer that keeps a bounded window keeps bounded memory what
   ``ROOT/<file_name>``. ``ROOT`` defaults to the JSON's grandparent's parent (the PoseTrack layout
   ``ROOT/annotations/<split>/<seq>.json``). Frames keep the file's image ids and names and carry their
   annotation (:class:`~diffpose.data.records.Frame`), which ``--boxes gt`` reads. Opening checks that every
-  listed frame exists (``stat`` only), so a half-downloaded sequence fails before the first frame.
+  listed frame exists (``stat`` only), so a half-downloaded sequence fails before the first frame, and refuses
+  a ``file_name`` that leaves ``ROOT`` (absolute or with ``..``, checked lexically) or a GT box of negative
+  size (:func:`~diffpose.data.clip_dataset.check_sequence`); a frame far from its stated ``width`` /
+  ``height`` is refused when it is read.
 
 :func:`open_source` picks the kind from the path: a folder, a ``.json`` file or anything else (a video).
 Images are RGB uint8 ``(H, W, 3)`` (:func:`~diffpose.data.images.read_rgb`: grayscale, RGBA and 16-bit
-files are converted; an empty, cut-short or undecodable frame stops the run naming the file). Frames may
+files are converted; an empty, cut-short or undecodable frame, or one whose header claims more than
+:data:`~diffpose.data.images.MAX_PIXELS` pixels, stops the run naming the file). Frames may
 differ in size: each keeps its own, and poses are reported in that frame's pixels.
 """
 
@@ -31,8 +35,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from diffpose.data.clip_dataset import check_sequence
 from diffpose.data.dataset_root import check_dataset_root
-from diffpose.data.images import IMAGE_SUFFIXES, check_frames_exist, read_rgb
+from diffpose.data.images import IMAGE_SUFFIXES, check_frame_size, check_frames_exist, read_rgb
+from diffpose.data.paths import confined
 from diffpose.data.posetrack18 import read_posetrack18
 from diffpose.data.records import Frame, Video
 from diffpose.errors import DiffPoseError
@@ -173,6 +179,7 @@ class PoseTrackSource(FrameSource):
         if not self.video.frames:
             raise DiffPoseError("the sequence lists no images", self.path, "images")
         self.root = Path(root) if root is not None else default_root(self.path)
+        check_sequence(self.video, self.root, self.path)  # names inside ROOT, no negative GT box
         first = self.root / self.video.frames[0].file_name
         if not first.is_file():
             how = "--root" if root is not None else "the default root (the JSON's grandparent's parent); pass --root"
@@ -185,7 +192,10 @@ class PoseTrackSource(FrameSource):
     def __iter__(self) -> Iterator[SourceFrame]:
         for index, frame in enumerate(self.video.frames):
             image_id = frame.image_id if frame.image_id is not None else index
-            yield SourceFrame(index, _read_image(self.root / frame.file_name), frame.file_name, image_id, frame)
+            path = confined(self.root, frame.file_name, self.path, f"images[{index}].file_name", what="file_name")
+            image = _read_image(path)
+            check_frame_size(image, frame.size, path)
+            yield SourceFrame(index, image, frame.file_name, image_id, frame)
 
 
 def open_source(path: str | Path, root: str | Path | None = None, fps: float | None = None) -> FrameSource:

@@ -10,6 +10,12 @@ loop, the ensemble, the codec and feature reuse are the very same Python code as
 
 Tensors go in and come out as CPU ``torch.Tensor`` (zero-copy views of the arrays onnxruntime uses).
 onnxruntime is an optional dependency (``pip install 'diffpose[onnx]'``), imported when a model is opened.
+
+A folder is checked before it runs: every graph name in the manifest is a plain file name inside the folder
+(no ``/``, no ``..``: nothing outside it is opened), the manifest lists a graph for every method the model kind
+calls, and each graph's input and output names are those its description expects (a manifest whose graph
+names were swapped, or a graph file of another export, is refused in one line); ``num_frames`` must match the
+frames axis of the ``features`` input. Anything onnxruntime still rejects on the first run is one line too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 
 from diffpose.config import Config, config_from_dict
+from diffpose.data.paths import single_name
 from diffpose.errors import DiffPoseError
 from diffpose.models.graphs import Graph
 
@@ -48,7 +55,14 @@ def read_manifest(folder: str | Path) -> tuple[dict[str, Any], Config]:
             raise DiffPoseError(f"export format version {version!r}, this diffpose reads {FORMAT_VERSION}: export "
                                 "the checkpoint again with diffpose export --onnx", path)
         graphs, sizes = manifest["graphs"], manifest.get("bytes", {})
-        for name in graphs.values():
+        if not isinstance(graphs, dict) or not isinstance(sizes, dict):
+            raise DiffPoseError("unreadable export manifest: 'graphs' and 'bytes' must be objects", path)
+        num_frames = manifest.get("num_frames")
+        if type(num_frames) is not int or num_frames < 1:
+            raise DiffPoseError(f"unreadable export manifest: num_frames must be a positive integer, got "
+                                f"{num_frames!r}", path, "num_frames")
+        for method, name in graphs.items():
+            single_name(name, path, f"graphs.{method}", what="graph file")  # nothing outside the folder
             graph = Path(folder) / name
             if not graph.is_file():
                 raise DiffPoseError(f"incomplete export: graph {name} is missing; export again with diffpose export "
@@ -61,6 +75,21 @@ def read_manifest(folder: str | Path) -> tuple[dict[str, Any], Config]:
         raise DiffPoseError("unreadable export manifest: JSON nested too deeply", path) from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise DiffPoseError(f"unreadable export manifest: {e}", path) from None
+
+
+def _check_signature(session: Any, graph: Graph, path: Path, num_frames: int) -> None:
+    """Refuse a graph whose input / output names are not those of its description (swapped or foreign file)."""
+    inputs = tuple(i.name for i in session.get_inputs())
+    outputs = tuple(o.name for o in session.get_outputs())
+    if inputs != tuple(graph.inputs) or outputs != tuple(graph.outputs):
+        raise DiffPoseError(f"graph does not fit the manifest: it reads ({', '.join(inputs)}) and writes "
+                            f"({', '.join(outputs)}), the {graph.method} graph reads ({', '.join(graph.inputs)}) and "
+                            f"writes ({', '.join(graph.outputs)}); a swapped or foreign file? export again with "
+                            "diffpose export --onnx", path)
+    for i in session.get_inputs():
+        if i.name == "features" and len(i.shape) >= 2 and isinstance(i.shape[1], int) and i.shape[1] != num_frames:
+            raise DiffPoseError(f"graph reads clips of {i.shape[1]} frames, the manifest says num_frames "
+                                f"{num_frames}; export again with diffpose export --onnx", path)
 
 
 def _sessions(folder: Path, files: dict[str, str], threads: int | None, providers: list[str] | None
@@ -111,10 +140,16 @@ class OnnxNetwork:
         if unknown:
             raise DiffPoseError(f"the manifest lists graphs this model kind does not run: {', '.join(unknown)}; "
                                 "export again with diffpose export --onnx", self.folder / MANIFEST)
+        missing = [method for method in graphs if method not in files]
+        if missing:
+            raise DiffPoseError(f"the manifest lists no graph for {', '.join(missing)}, which this model kind runs; "
+                                "export again with diffpose export --onnx", self.folder / MANIFEST)
         self.graphs = {method: graphs[method] for method in files}
         self.sessions = _sessions(self.folder, files, threads, providers)
         self.num_joints = int(self.cfg.model.num_joints)
         self.num_frames = int(self.manifest["num_frames"])
+        for method, session in self.sessions.items():
+            _check_signature(session, self.graphs[method], self.folder / files[method], self.num_frames)
         self.heatmap_size = tuple(int(v) for v in self.cfg.model.heatmap_size)  # (H, W)
 
     def eval(self) -> OnnxNetwork:
@@ -129,7 +164,13 @@ class OnnxNetwork:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             feeds = {k: _np(v) for k, v in graph.feeds(*args, **kwargs).items()}
-            return graph.unpack([torch.from_numpy(o) for o in session.run(None, feeds)])
+            try:
+                outputs = session.run(None, feeds)
+            except Exception as e:  # onnxruntime's own types; the graph does not fit what the model feeds it
+                raise DiffPoseError(f"graph rejects the {method} inputs ({' '.join(str(e).split())[:200]}); it does "
+                                    "not fit the manifest: export again with diffpose export --onnx",
+                                    self.folder / self.manifest["graphs"][method]) from None
+            return graph.unpack([torch.from_numpy(o) for o in outputs])
         return call
 
     def encode_condition(self, clips: torch.Tensor) -> torch.Tensor:

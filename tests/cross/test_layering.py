@@ -20,6 +20,7 @@ PACKAGE = Path(diffpose.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("diffpose", "diffpose.errors", "diffpose.keypoints"),
     ("diffpose.io_utils", "diffpose.config_ranges"),
+    ("diffpose.io_outputs",),
     ("diffpose.config_dicts",),
     ("diffpose.config",),
     ("diffpose.checkpoint", "diffpose.codec"),

@@ -125,7 +125,7 @@ def test_the_new_kind_trains_exports_and_infers_with_both_runtimes(logit_kind, s
 def test_the_predictor_sizes_batches_with_the_kinds_own_memory_estimate(logit_kind, monkeypatch, capsys):
     est = LogitEstimator(LogitNet.from_config(micro().model), micro())
     free = 2**30
-    monkeypatch.setattr("diffpose.estimators.predictor.available_memory", lambda device: free)
+    monkeypatch.setattr("diffpose.estimators.predictor.free_memory", lambda device: free)
     assert Predictor(est, batch_size=8).batch_size == 8
     monkeypatch.setattr(LogitEstimator, "clip_bytes", free // 8)  # 4 clips fit in half of what is free
     assert Predictor(est, batch_size=8).batch_size == 4
