@@ -11,6 +11,7 @@ status 2, never as a traceback (also when it was raised in a data-loading worker
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import re
 import signal
@@ -99,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except DiffPoseError as e:
         print(f"diffpose {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        print(f"diffpose {args.command}: error: {e.filename}: path too long for this system (a name longer than "
+              "255 bytes, or the whole path longer than 4096); choose a shorter one", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: worker processes were stopped on the way out
         print(f"diffpose {args.command}: interrupted", file=sys.stderr)

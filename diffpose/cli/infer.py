@@ -286,8 +286,8 @@ def _run(args: argparse.Namespace, staged: dict[str, Path], outputs: Outputs) ->
         how = "feature reuse" if pipeline.reuse else "exact crops"
         print(f"{stats.backbone_crops / stats.persons:.2f} backbone passes per person-frame ({how})")
     if stats.dropped_boxes:
-        print(f"warning: dropped {stats.dropped_boxes} boxes (not finite, under 1 pixel wide or high, or no area "
-              "inside the image)")
+        print(f"warning: dropped {stats.dropped_boxes} boxes (not finite, under 1 pixel or over 10 frame sizes wide "
+              "or high, or no area inside the image)")
     if isinstance(source, VideoFileSource) and source.num_frames and stats.frames < source.num_frames:
         print(f"warning: decoded {stats.frames} of the {source.num_frames} frames the container reports "
               "(truncated or partly corrupt video?)")

@@ -35,6 +35,8 @@ from diffpose.errors import DiffPoseError
 from diffpose.estimators import PersonPose
 from diffpose.inference.sources import SourceFrame
 
+MAX_BOX_SCALE = 10.0  # a box wider or higher than this many times the frame's larger side is no person
+
 
 @dataclass
 class Boxes:
@@ -61,10 +63,11 @@ class BoxProvider(Protocol):
 
 
 def sanitize_boxes(boxes: Boxes, size: tuple[int, int]) -> tuple[Boxes, int]:
-    """Drop boxes that are not finite, are narrower or lower than :data:`MIN_BOX_SIDE` pixels, or do not overlap
-    the image ``[0, W] x [0, H]`` (``size = (W, H)``). Kept boxes are **not** clipped: a person partly outside
-    the frame is cropped with their whole box, as in training and ``diffpose test`` (clipping would shift and
-    shrink the crop).
+    """Drop boxes that are not finite, are narrower or lower than :data:`MIN_BOX_SIDE` pixels, wider or higher than
+    :data:`MAX_BOX_SCALE` times the image's larger side (no person is; the crop would be a few pixels of the
+    frame), or do not overlap the image ``[0, W] x [0, H]`` (``size = (W, H)``). Kept boxes are **not** clipped:
+    a person partly outside the frame is cropped with their whole box, as in training and ``diffpose test``
+    (clipping would shift and shrink the crop).
 
     Returns the kept boxes and the number dropped.
     """
@@ -76,7 +79,8 @@ def sanitize_boxes(boxes: Boxes, size: tuple[int, int]) -> tuple[Boxes, int]:
         overlap_w = np.minimum(xywh[:, 0] + xywh[:, 2], width) - np.maximum(xywh[:, 0], 0)
         overlap_h = np.minimum(xywh[:, 1] + xywh[:, 3], height) - np.maximum(xywh[:, 1], 0)
         big_enough = (xywh[:, 2] >= MIN_BOX_SIDE) & (xywh[:, 3] >= MIN_BOX_SIDE)
-        keep = finite & big_enough & (overlap_w > 0) & (overlap_h > 0)
+        small_enough = (xywh[:, 2:] <= MAX_BOX_SCALE * max(width, height)).all(axis=1)
+        keep = finite & big_enough & small_enough & (overlap_w > 0) & (overlap_h > 0)
     return Boxes(xywh[keep], scores[keep], boxes.origin), int((~keep).sum())
 
 

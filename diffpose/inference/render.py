@@ -39,6 +39,8 @@ FAINT_ALPHA = 0.3  # opacity of low-score joints and limbs
 _GOLDEN = 0.618033988749895
 
 
+DRAW_LIMIT = 2.0**20  # drawing coordinates are clipped to this (OpenCV takes 32-bit ints; far outside any frame)
+
 def track_colour(track_id: int | None) -> tuple[int, int, int]:
     """A bright BGR colour per track id (golden-ratio hues, so neighbouring ids differ); grey for None."""
     if track_id is None:
@@ -55,7 +57,7 @@ def _draw_person(canvas: np.ndarray, faint: np.ndarray, person: PersonPose, layo
     if layout is POSETRACK18:
         drawn[list(POSETRACK18_UNLABELED)] = False
     strong = person.scores >= min_score
-    pts = np.round(person.keypoints).astype(np.int64)  # (J, 2)
+    pts = np.round(np.clip(person.keypoints, -DRAW_LIMIT, DRAW_LIMIT)).astype(np.int64)  # (J, 2), OpenCV's int range
     for a, b in layout.skeleton:
         if drawn[a] and drawn[b]:
             target = canvas if strong[a] and strong[b] else faint
@@ -68,7 +70,7 @@ def _draw_person(canvas: np.ndarray, faint: np.ndarray, person: PersonPose, layo
         radius = int(round(float(person.uncertainty[j])))
         if radius >= 1:
             cv2.circle(target, centre, radius, colour, 1, cv2.LINE_AA)
-    x, y, w, h = (int(round(v)) for v in person.box)
+    x, y, w, h = (int(round(v)) for v in np.clip(person.box, -DRAW_LIMIT, DRAW_LIMIT))
     cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 1)
     if person.track_id is not None:
         label = str(person.track_id)
