@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ from diffpose.cli.args import (
     add_sampling,
     add_seed,
     checkpoint_from_args,
+    note,
     number,
     sampling_from_args,
     warn_unused_sampling,
@@ -79,6 +81,7 @@ from diffpose.cli.args import (
 from diffpose.data.detections import check_dropped
 from diffpose.errors import DiffPoseError
 from diffpose.inference import (
+    CallableDetector,
     CocoResultsWriter,
     DetectionFileBoxes,
     FrameFolderRenderer,
@@ -220,6 +223,8 @@ def _box_provider(args: argparse.Namespace, source: Any, device: Any) -> Any:
     if args.boxes == "gt":
         if not isinstance(source, PoseTrackSource):
             raise DiffPoseError("--boxes gt needs annotations: give a PoseTrack18 JSON file as INPUT", args.input)
+        if min_score is not None:
+            note("infer", "--min-box-score does not apply to annotation boxes (they have no score); ignored")
         return GroundTruthBoxes()
     if args.boxes is not None:
         provider = DetectionFileBoxes(args.boxes, min_score or 0.0)
@@ -251,6 +256,14 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, _stage_outputs(args, outputs), outputs)
 
 
+def _checked(results: Iterator[Any], provider: Any) -> Iterator[Any]:
+    """The pipeline's results, then the box source's own end-of-run check (a detector whose every box fell below
+    --min-box-score is an error, as a detection file is), before any output is committed."""
+    yield from results
+    if isinstance(provider, CallableDetector):
+        provider.check_kept()
+
+
 def _run(args: argparse.Namespace, staged: dict[str, Path], outputs: Outputs) -> int:
     source = open_source(args.input, args.root, args.fps)
     if args.threads is not None:
@@ -273,7 +286,7 @@ def _run(args: argparse.Namespace, staged: dict[str, Path], outputs: Outputs) ->
     if "render_frames" in staged:
         sinks.append(FrameFolderRenderer(staged["render_frames"], layout=predictor.layout,
                                          min_score=args.render_score, shown=args.render_frames))
-    results = tqdm(pipeline.run(source), total=source.num_frames, unit="frame", desc="infer",
+    results = tqdm(_checked(pipeline.run(source), provider), total=source.num_frames, unit="frame", desc="infer",
                    disable=args.no_progress, file=sys.stderr)
     written = consume(results, sinks, outputs)  # commits only when every sink closed fine
     stats = pipeline.stats

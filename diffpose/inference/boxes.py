@@ -143,6 +143,14 @@ class CallableDetector:
 
     def __init__(self, fn: Callable[[np.ndarray], Any], name: str = "detector", min_score: float = 0.0):
         self.fn, self.name, self.min_score = fn, name, min_score
+        self.total = self.kept = 0  # boxes returned, and kept by the score filter, over the run
+
+    def check_kept(self) -> None:
+        """An error when the detector returned boxes and the score filter dropped every one of them (as for a
+        detection file: otherwise the run would end with no person and exit 0)."""
+        if self.total and not self.kept:
+            raise DiffPoseError(f"all {self.total} boxes the detector returned score below --min-box-score "
+                                f"{self.min_score:g}; no person was estimated", self.name)
 
     def __call__(self, frame: SourceFrame) -> Boxes:
         view = frame.image.view()
@@ -155,6 +163,7 @@ class CallableDetector:
             raise DiffPoseError(f"raised {type(e).__name__}: {e}", self.name, f"frame {frame.index}") from None
         rows = _detector_rows(result, self.name, frame.index)
         keep = rows[:, 4] >= self.min_score
+        self.total, self.kept = self.total + len(rows), self.kept + int(keep.sum())
         return Boxes(rows[keep, :4], rows[keep, 4], "detector")
 
 

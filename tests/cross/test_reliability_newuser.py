@@ -45,3 +45,26 @@ def test_a_detector_box_of_1e12_pixels_is_dropped_and_the_render_still_works(tmp
     assert code == 0, err
     assert "dropped 1 boxes" in out
     assert len(json.loads((tmp_path / "o.json").read_text())["annotations"]) == 1
+
+
+def test_a_detector_whose_every_box_is_below_the_threshold_is_refused_like_a_detection_file(tmp_path, capsys,
+                                                                                           monkeypatch):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((96, 128, 3), 100, np.uint8))
+    (tmp_path / "low_det.py").write_text("def detect(image):\n    return [(10, 10, 40, 70, 0.2)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "low_det", raising=False)
+    (tmp_path / "o.json").write_text("previous")
+    refused(run(capsys, "infer", frames, "-c", ASSETS / "tiny_baseline.pt", "--detector", "low_det:detect",
+                "--min-box-score", "0.5", "--json", tmp_path / "o.json", "--no-progress"), "infer",
+            "all 2 boxes the detector returned score below --min-box-score 0.5")
+    assert (tmp_path / "o.json").read_text() == "previous"  # nothing committed
+
+
+def test_min_box_score_with_annotation_boxes_says_it_is_ignored(synth_small, tmp_path, capsys):
+    val = sorted((synth_small / "annotations" / "val").glob("*.json"))[0]
+    code, _, err = run(capsys, "infer", val, "-c", ASSETS / "tiny_baseline.pt", "--boxes", "gt", "--min-box-score",
+                       "0.5", "--json", tmp_path / "o.json", "--no-progress")
+    assert code == 0 and "--min-box-score does not apply to annotation boxes" in err
