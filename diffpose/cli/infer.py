@@ -20,7 +20,7 @@ Person boxes (without --boxes or --detector, the built-in detector finds the peo
                         a folder (or the frame's file name), the real image id for a PoseTrack sequence
   --boxes gt            the annotated persons of a PoseTrack sequence
   --detector MOD:FUNC   your function, imported by name: called with each frame as a read-only RGB uint8
-                        (H, W, 3) numpy array, returns a list of (x, y, w, h, score); [] = nobody
+                        (H, W, 3) numpy array, returns a list of (x, y, w, h, score in [0, 1]); [] = nobody
   --detect-every N      ask the box source only on frames 0, N, 2N, ... (default 1: every frame)
 Frames the box source says nothing about (a detection file that does not list the frame, an unlabelled
 annotation frame, the frames between --detect-every frames) get boxes propagated from the previous frame's

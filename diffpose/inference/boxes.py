@@ -181,6 +181,10 @@ def _detector_rows(result: Any, name: str, index: int) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[1] != 5:
         raise DiffPoseError(f"expected a list of (x, y, w, h, score), got an array of shape {rows.shape}", name,
                             f"frame {index}")
+    bad = ~((rows[:, 4] >= 0) & (rows[:, 4] <= 1))  # NaN included
+    if bad.any():
+        raise DiffPoseError(f"expected scores in [0, 1] (a joint's score is its heatmap maximum times its box's), "
+                            f"got {rows[bad, 4][0]:g}", name, f"frame {index}")
     return rows
 
 
@@ -188,9 +192,9 @@ def load_detector(spec: str, min_score: float = 0.0) -> CallableDetector:
     """Import ``module:function`` (the user's own code, named explicitly) and wrap it as a provider.
 
     Contract: ``function(image)`` gets one frame as a read-only RGB uint8 ``(H, W, 3)`` numpy array and returns
-    a list of ``(x, y, w, h, score)`` person boxes in that image's pixels (``(x, y)`` the top-left corner), or an
-    ``(N, 5)`` array; an empty list means nobody is in the frame. It is called once per consulted frame, in
-    order. ``module`` must be importable (installed, or on ``PYTHONPATH``).
+    a list of ``(x, y, w, h, score)`` person boxes (score in [0, 1]) in that image's pixels (``(x, y)`` the
+    top-left corner), or an ``(N, 5)`` array; an empty list means nobody is in the frame. It is called once per
+    consulted frame, in order. ``module`` must be importable (installed, or on ``PYTHONPATH``).
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

@@ -68,3 +68,16 @@ def test_min_box_score_with_annotation_boxes_says_it_is_ignored(synth_small, tmp
     code, _, err = run(capsys, "infer", val, "-c", ASSETS / "tiny_baseline.pt", "--boxes", "gt", "--min-box-score",
                        "0.5", "--json", tmp_path / "o.json", "--no-progress")
     assert code == 0 and "--min-box-score does not apply to annotation boxes" in err
+
+
+def test_a_user_detector_score_outside_0_1_is_one_line(tmp_path, capsys, monkeypatch):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.full((96, 128, 3), 100, np.uint8))
+    (tmp_path / "big_score.py").write_text("def detect(image):\n    return [(10, 10, 40, 70, 2.5)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "big_score", raising=False)
+    refused(run(capsys, "infer", frames, "-c", ASSETS / "tiny_baseline.pt", "--detector", "big_score:detect",
+                "--json", tmp_path / "o.json", "--no-progress"), "infer", "big_score:detect [frame 0]",
+            "expected scores in [0, 1]", "got 2.5")
+    assert not (tmp_path / "o.json").exists()
