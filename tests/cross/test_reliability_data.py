@@ -95,16 +95,6 @@ def test_split_names_must_be_one_folder_name(data, tmp_path, capsys):
     assert not (tmp_path / "run" / "final.pt").exists()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    pytest.importorskip("onnxruntime")
-    folder = tmp_path_factory.mktemp("onnx") / "baseline"
-    from diffpose.cli import main
-
-    assert main(["export", "-c", str(CKPT), "--onnx", str(folder)]) == 0
-    return folder
-
-
 def test_onnx_manifests_that_leave_the_folder_or_disagree_with_their_graphs(exported, data, tmp_path, capsys):
     cases = {
         "outside": (lambda m: m["graphs"].__setitem__("heatmaps", "../../etc/passwd"),

@@ -110,16 +110,6 @@ def test_a_damaged_manifest_is_refused_and_a_posetrack_root_without_one_is_read(
 # --------------------------------------------------------------------------------------------------
 # export and infer --onnx
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    pytest.importorskip("onnxruntime")
-    from diffpose.cli import main
-
-    folder = tmp_path_factory.mktemp("onnx") / "baseline"
-    assert main(["export", "-c", str(CKPT), "--onnx", str(folder)]) == 0
-    return folder
-
-
 def test_an_export_failing_its_parity_check_writes_nothing(data, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     folder = tmp_path / "onnx"

@@ -24,7 +24,6 @@ from diffpose.inference import (
     Boxes,
     DetectionFileBoxes,
     FolderSource,
-    GroundTruthBoxes,
     PersonPose,
     PipelineOptions,
     PoseTrackSource,
@@ -477,61 +476,3 @@ def test_open_source_picks_the_kind(val_json, tmp_path):
     with pytest.raises(DiffPoseError, match="--root"):
         open_source(val_json, root=tmp_path)
 
-
-def test_a_coco_model_writes_posetrack_files_with_the_joints_coco_lacks_absent_and_coco_results_in_coco_order(
-        tmp_path):
-    from diffpose.data.posetrack18 import read_posetrack18
-    from diffpose.inference.outputs import CocoResultsWriter, PoseTrackWriter
-    from diffpose.inference.pipeline import FrameResult
-    from diffpose.keypoints import COCO
-
-    kp = np.arange(34, dtype=float).reshape(17, 2) + 10.0  # COCO order
-    pose = PersonPose(keypoints=kp, scores=np.full(17, 0.8), uncertainty=np.arange(17, dtype=float),
-                      box=np.array([5.0, 5, 50, 80]), track_id=3)
-    result = FrameResult(index=0, name="f0.jpg", image_id=0, size=(640, 480), persons=[pose], annotation=None,
-                         image=None)
-    pt = PoseTrackWriter(tmp_path / "pt.json", "clip", model_layout=COCO)
-    coco = CocoResultsWriter(tmp_path / "coco.json", layout=COCO)
-    for sink in (pt, coco):
-        sink.add(result)
-        sink.close()
-    person = read_posetrack18(tmp_path / "pt.json").frames[0].persons[0]
-    assert person.present.tolist() == [True, False, False, False, False] + [True] * 12  # head_bottom/top, ears
-    np.testing.assert_allclose(person.keypoints[5:], kp[5:])
-    ann = json.loads((tmp_path / "pt.json").read_text())["annotations"][0]
-    assert ann["keypoints"][3:9] == [0, 0, 0, 0, 0, 0] and ann["uncertainty"][1:3] == [0, 0]
-    rows = json.loads((tmp_path / "coco.json").read_text())
-    assert np.allclose(np.array(rows[0]["keypoints"]).reshape(17, 3)[:, :2], kp)  # eyes kept, COCO order
-
-
-def test_a_provider_that_batches_frames_gives_the_per_frame_results(checkpoints, val_json):
-    """The built-in detector on a GPU takes several frames per call (``frames_per_call``, ``many``): the pipeline
-    hands it the consulted frames in groups, and the results equal asking frame by frame."""
-
-    class Batching:
-        name = "batching"
-
-        def __init__(self, per_call: int):
-            self.frames_per_call, self.calls, self.inner = per_call, [], GroundTruthBoxes()
-
-        def __call__(self, frame):
-            self.calls.append([frame.index])
-            return self.inner(frame)
-
-        def many(self, frames):
-            self.calls.append([f.index for f in frames])
-            return [self.inner(f) for f in frames]
-
-    runs = {}
-    for per_call in (1, 3):
-        provider = Batching(per_call)
-        predictor = Predictor.from_checkpoint(checkpoints["diffpose"], "cpu")
-        pipeline = StreamingPipeline(predictor, provider, options=PipelineOptions(detect_every=2))
-        results = list(pipeline.run(PoseTrackSource(val_json)))
-        runs[per_call] = ([[p.keypoints for p in r.persons] for r in results], provider.calls)
-    n = len(read_posetrack18(val_json).frames)
-    consulted = list(range(0, n, 2))
-    assert runs[1][1] == [[i] for i in consulted]
-    assert runs[3][1] == [consulted[i:i + 3] for i in range(0, len(consulted), 3)]  # groups of 3 consulted frames
-    for a, b in zip(runs[1][0], runs[3][0]):
-        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
