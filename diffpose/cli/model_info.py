@@ -51,7 +51,7 @@ from diffpose.checkpoint import CheckpointError, first_sentence, free_memory
 from diffpose.cli.args import add_checkpoint, add_config, checkpoint_from_args, config_from_args, number
 from diffpose.config import Config
 from diffpose.errors import DiffPoseError
-from diffpose.estimators import KINDS, build_estimator, checkpoint_config, model_complexity
+from diffpose.estimators import KINDS, build_estimator, checkpoint_config, meta_estimator
 from diffpose.estimators.kinds import check_model_fits
 from diffpose.models import Complexity, build_backbone, load_vitpose, param_groups
 from diffpose.models.stem import token_layout
@@ -199,9 +199,9 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise CheckpointError(f"its config cannot be used: {e}", checkpoint, "config") from None
     source = f"checkpoint {checkpoint}" if checkpoint is not None else f"preset {args.preset}"
-    cx = model_complexity(cfg)
-    with torch.device("meta"):  # what the kind reads: its clip length and a one-line description
-        estimator = build_estimator(cfg, load_weights=False)
+    with torch.device("meta"):  # nothing allocated: the kind's clip length, description and costs
+        estimator = meta_estimator(cfg)
+        cx = estimator.complexity()
     weights = args.backbone_weights or cfg.model.backbone.weights or None
     report = None
     if weights:

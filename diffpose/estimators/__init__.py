@@ -25,6 +25,7 @@ from diffpose.estimators.kinds import (
     load_estimator,
     load_onnx_estimator,
     load_published_estimator,
+    meta_estimator,
     model_complexity,
 )
 from diffpose.estimators.predictor import PersonPose, Predictor
@@ -33,5 +34,5 @@ from diffpose.estimators.regression import RegressionEstimator
 __all__ = [
     "KINDS", "Batch", "DiffusionEstimator", "Kind", "PersonPose", "PoseEstimator", "PoseSamples", "Predictor",
     "RegressionEstimator", "build_estimator", "checkpoint_config", "get_kind", "load_estimator",
-    "load_onnx_estimator", "load_published_estimator", "model_complexity",
+    "load_onnx_estimator", "load_published_estimator", "meta_estimator", "model_complexity",
 ]  # fmt: skip

@@ -155,6 +155,7 @@ def checkpoint_config(checkpoint: str | Path) -> Config:
         ckpt = load_checkpoint(checkpoint)
         if "config" in ckpt:
             return _config_of(ckpt, checkpoint)
+        del ckpt  # the published reader reads the file itself: not two copies of the weights at once
     return _published(checkpoint)[1]
 
 
@@ -190,6 +191,7 @@ def load_estimator(checkpoint: str | Path, device: torch.device | str = "cpu", u
         return load_published_estimator(checkpoint, device)
     ckpt = load_checkpoint(checkpoint)
     if "config" not in ckpt:
+        del ckpt  # the published reader reads the file itself: not two copies of the weights at once
         try:
             return load_published_estimator(checkpoint, device)
         except DiffPoseError as e:
@@ -231,9 +233,15 @@ def load_onnx_estimator(folder: str | Path, threads: int | None = None, provider
     return build_estimator(net.cfg, net=net)
 
 
+def meta_estimator(cfg: Config) -> PoseEstimator:
+    """The estimator of ``cfg`` without its weights file; call it (and use it) under ``torch.device("meta")``
+    so that nothing is allocated or computed."""
+    cfg = replace(cfg, model=replace(cfg.model, backbone=replace(cfg.model.backbone, weights="", freeze=False)))
+    return build_estimator(cfg, load_weights=False)
+
+
 def model_complexity(cfg: Config) -> Complexity:
     """Parameter counts and GFLOPs of each part of ``cfg``'s model (:meth:`PoseEstimator.complexity`), built on
     the ``meta`` device: nothing is allocated or computed, so the ``paper`` model is measured in a second."""
-    cfg = replace(cfg, model=replace(cfg.model, backbone=replace(cfg.model.backbone, weights="", freeze=False)))
     with torch.device("meta"):
-        return build_estimator(cfg, load_weights=False).complexity()
+        return meta_estimator(cfg).complexity()
