@@ -16,19 +16,24 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from diffpose.config_dicts import config_to_dict, dataclass_from_dict, merge_dict, parse_override, upgrade_dict
+from diffpose.config_dicts import (
+    config_to_dict,
+    dataclass_from_dict,
+    merge_dict,
+    parse_override,
+    read_yaml,
+    upgrade_dict,
+)
 from diffpose.config_ranges import ConfigError, check_fields
 from diffpose.config_ranges import ranged_field as _f
-from diffpose.io_utils import SPECIAL_FILES, atomic_write_text
+from diffpose.io_utils import atomic_write_text
 
 # defined in config_ranges / config_dicts, part of this module's interface
 __all__ = ["ConfigError", "config_to_dict", "merge_dict", "parse_override"]
@@ -399,58 +404,6 @@ def _check_preset(name: Any, path: Path | None = None) -> str:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}", path, field="preset")
     return name
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a mapping naming one key twice (``safe_load`` keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" then a key of its own is an override
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in seen:
-                    raise ConfigError(f"duplicate key {key!r} (lines {seen[key]} and {line}); YAML would keep only "
-                                      "the last value: write each key once")
-                seen[key] = line
-            except TypeError:  # an unhashable key: the SafeLoader names it
-                continue
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(path: str | Path) -> Any:
-    """The data of a YAML config file, with a one-line :class:`ConfigError` for every failure: a path that is
-    not a regular file (a FIFO, a device or a directory is refused before it is opened, so nothing blocks), a
-    file that cannot be read or is not UTF-8 text, invalid YAML, a key given twice in one mapping."""
-    path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-        if stat.S_ISREG(mode):
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # swapped for a FIFO since: no block
-            with os.fdopen(fd, "rb") as f:
-                mode = os.fstat(f.fileno()).st_mode
-                raw = f.read() if stat.S_ISREG(mode) else b""
-    except OSError as e:
-        why = "cannot resolve this path (a symlink loop)" if e.errno == 40 else e.strerror or e
-        raise ConfigError(f"cannot read config: {why}", path) from None
-    if not stat.S_ISREG(mode):
-        what = next((what for test, what in SPECIAL_FILES if test(mode)),
-                    "a directory" if stat.S_ISDIR(mode) else "not a regular file")
-        raise ConfigError(f"cannot read config: {what}, not a regular file", path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"cannot read config: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})",
-                          path) from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: data, never code
-    except ConfigError as e:
-        raise ConfigError(str(e), path) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:

@@ -9,14 +9,18 @@ these functions): every field has a type; a value of another type, or a key the 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import types
 import typing
 import warnings
+from pathlib import Path
 from typing import Any, Union
 
 import yaml
 
 from diffpose.config_ranges import ConfigError
+from diffpose.io_utils import SPECIAL_FILES
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -162,3 +166,55 @@ def upgrade_dict(data: Any, moved: dict[str, str], warn: bool = True) -> Any:
             warnings.warn(f"config key {old} is now {new}; the old spelling will stop working in the next release",
                           DeprecationWarning, stacklevel=3)
     return out
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping naming one key twice (``safe_load`` keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" then a key of its own is an override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise ConfigError(f"duplicate key {key!r} (lines {seen[key]} and {line}); YAML would keep only "
+                                      "the last value: write each key once")
+                seen[key] = line
+            except TypeError:  # an unhashable key: the SafeLoader names it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The data of a YAML config file, with a one-line :class:`ConfigError` for every failure: a path that is
+    not a regular file (a FIFO, a device or a directory is refused before it is opened, so nothing blocks), a
+    file that cannot be read or is not UTF-8 text, invalid YAML, a key given twice in one mapping."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # swapped for a FIFO since: no block
+            with os.fdopen(fd, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                raw = f.read() if stat.S_ISREG(mode) else b""
+    except OSError as e:
+        why = "cannot resolve this path (a symlink loop)" if e.errno == 40 else e.strerror or e
+        raise ConfigError(f"cannot read config: {why}", path) from None
+    if not stat.S_ISREG(mode):
+        what = next((what for test, what in SPECIAL_FILES if test(mode)),
+                    "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+        raise ConfigError(f"cannot read config: {what}, not a regular file", path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"cannot read config: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})",
+                          path) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: data, never code
+    except ConfigError as e:
+        raise ConfigError(str(e), path) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
